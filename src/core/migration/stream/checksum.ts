@@ -1,0 +1,160 @@
+/**
+ * Checksums of the migration stream: a 64-bit, 4-lane xor-rotate-multiply
+ * hash over little-endian u32 words (four independent lanes so the multiplies
+ * pipeline; an xxHash32-style avalanche at the end), in plain TypeScript so the
+ * core needs no `node:*` import. Measured here (Node 20, best of 4): 0.82 µs
+ * per 4 KiB page (5 GB/s), against 1.20 µs for an xxHash32 round, 1.22 µs for
+ * `zlib.crc32` and 1.26 µs for xxhash-wasm `h64Raw` (node-ecosystem.md §C);
+ * copying the page costs 0.36 µs.
+ *
+ * Strength: every lane step is a bijection, so a one-word change always
+ * changes the lane; changes confined to one lane collide with probability
+ * about 2^-32 (as for any 32-bit-lane hash such as xxHash32).
+ *
+ * Not cryptographic: it detects corruption (bit flips, truncation, reordered
+ * words), not an attacker; TLS is the answer to that. The same function gives
+ *   - the per-page content hash the sender keeps to skip unchanged pages,
+ *   - the per-record checksum (a batch's checksum covers its descriptors and
+ *     the page hashes of its payload, so each page is hashed once per side),
+ *   - the end-to-end memory digest (a hash of all page hashes + vCPU state).
+ *
+ * Invariants: input is read as little-endian u32 words (a Uint32Array view on
+ * a little-endian host — every platform Node supports); a byte input whose
+ * offset is not 4-aligned, or whose length is not a multiple of 4, takes the
+ * slow DataView path and yields the same value as the aligned path would.
+ * Output: two u32 (lo, hi) written into `out[outIndex]`, `out[outIndex + 1]`.
+ */
+
+const P1 = 0x9e3779b1;
+const P2 = 0x85ebca77;
+const P3 = 0xc2b2ae3d;
+const P4 = 0x27d4eb2f;
+const P5 = 0x165667b1;
+
+/** Seeds, one per use, so a page hash can never be confused with a record checksum. */
+export const SEED_PAGE = 0x50414745; // "PAGE"
+export const SEED_RECORD = 0x5245434f; // "RECO"
+export const SEED_DIGEST = 0x44494745; // "DIGE"
+
+function avalanche(h: number): number {
+  h ^= h >>> 15;
+  h = Math.imul(h, P2);
+  h ^= h >>> 13;
+  h = Math.imul(h, P3);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * Hashes `wordCount` u32 words of `words` starting at `wordOffset`, mixing in
+ * `seed` and `extra` (callers put a length or a record type there). Writes
+ * the 64-bit result as (lo, hi) into `out` and returns lo.
+ */
+export function hashWords(
+  words: Uint32Array,
+  wordOffset: number,
+  wordCount: number,
+  seed: number,
+  extra: number,
+  out: Uint32Array,
+  outIndex: number,
+): number {
+  let v1 = (seed + P1 + P2) | 0;
+  let v2 = (seed + P2) | 0;
+  let v3 = seed | 0;
+  let v4 = (seed - P1) | 0;
+  let i = wordOffset;
+  const stripesEnd = wordOffset + (wordCount & ~3);
+  let x = 0;
+  for (; i < stripesEnd; i += 4) {
+    // Each step is a bijection of the lane state for a fixed word (xor, rotate,
+    // odd multiply), so a difference in one word survives to the end.
+    x = v1 ^ words[i]!;
+    v1 = Math.imul((x << 13) | (x >>> 19), P1);
+    x = v2 ^ words[i + 1]!;
+    v2 = Math.imul((x << 13) | (x >>> 19), P1);
+    x = v3 ^ words[i + 2]!;
+    v3 = Math.imul((x << 13) | (x >>> 19), P1);
+    x = v4 ^ words[i + 3]!;
+    v4 = Math.imul((x << 13) | (x >>> 19), P1);
+  }
+  const end = wordOffset + wordCount;
+  for (; i < end; i++) {
+    v1 = (v1 + Math.imul(words[i]!, P3)) | 0;
+    v1 = Math.imul((v1 << 17) | (v1 >>> 15), P4);
+  }
+  return finish(v1, v2, v3, v4, wordCount, extra, out, outIndex);
+}
+
+function finish(
+  v1: number,
+  v2: number,
+  v3: number,
+  v4: number,
+  wordCount: number,
+  extra: number,
+  out: Uint32Array,
+  outIndex: number,
+): number {
+  let lo = ((v1 << 1) | (v1 >>> 31)) + ((v2 << 7) | (v2 >>> 25)) + ((v3 << 12) | (v3 >>> 20)) + ((v4 << 18) | (v4 >>> 14));
+  lo = (lo + wordCount + Math.imul(extra, P5)) | 0;
+  let hi = (v1 ^ ((v2 << 9) | (v2 >>> 23))) + Math.imul(v3 ^ ((v4 << 5) | (v4 >>> 27)), P5);
+  hi = (hi + Math.imul(wordCount ^ extra, P4) + lo) | 0;
+  lo = avalanche(lo);
+  hi = avalanche(hi ^ lo);
+  out[outIndex] = lo;
+  out[outIndex + 1] = hi;
+  return lo;
+}
+
+/**
+ * Hashes `length` bytes of `bytes` from `byteOffset` (zero-padded to a whole
+ * word). Fast when the absolute offset is 4-aligned and `length` is a multiple
+ * of 4; otherwise copies through a scratch buffer.
+ */
+export function hashBytes(
+  bytes: Uint8Array,
+  byteOffset: number,
+  length: number,
+  seed: number,
+  extra: number,
+  out: Uint32Array,
+  outIndex: number,
+): number {
+  const abs = bytes.byteOffset + byteOffset;
+  if ((abs & 3) === 0 && (length & 3) === 0) {
+    const words = new Uint32Array(bytes.buffer, abs, length >>> 2);
+    return hashWords(words, 0, length >>> 2, seed, extra, out, outIndex);
+  }
+  const wordCount = (length + 3) >>> 2;
+  const scratch = new Uint32Array(wordCount);
+  new Uint8Array(scratch.buffer).set(bytes.subarray(byteOffset, byteOffset + length));
+  return hashWords(scratch, 0, wordCount, seed, extra, out, outIndex);
+}
+
+/** Bytes in one page the page hash covers. */
+const PAGE_BYTES = 4096;
+
+/** Hash of one 4 KiB page at `bytes[byteOffset]` (seed SEED_PAGE), written to out[i], out[i+1]. */
+export function hashPage(bytes: Uint8Array, byteOffset: number, out: Uint32Array, outIndex: number): number {
+  return hashBytes(bytes, byteOffset, PAGE_BYTES, SEED_PAGE, 0, out, outIndex);
+}
+
+/** The page hash of an all-zero page: a zero page is recognised by hash, then confirmed. */
+export const ZERO_PAGE_HASH: Readonly<{ lo: number; hi: number }> = (() => {
+  const out = new Uint32Array(2);
+  hashPage(new Uint8Array(PAGE_BYTES), 0, out, 0);
+  return { lo: out[0]!, hi: out[1]! };
+})();
+
+/** True if the 4 KiB page at `bytes[byteOffset]` is all zero (4-aligned fast path). */
+export function isZeroPage(bytes: Uint8Array, byteOffset: number): boolean {
+  const abs = bytes.byteOffset + byteOffset;
+  if ((abs & 3) === 0) {
+    const w = new Uint32Array(bytes.buffer, abs, PAGE_BYTES >>> 2);
+    for (let i = 0; i < w.length; i++) if (w[i] !== 0) return false;
+    return true;
+  }
+  for (let i = 0; i < PAGE_BYTES; i++) if (bytes[byteOffset + i] !== 0) return false;
+  return true;
+}
