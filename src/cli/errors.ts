@@ -1,0 +1,43 @@
+/**
+ * Errors the user caused (bad flag, bad trace line, unreachable peer) and how
+ * the CLI reports them: one line on stderr, a non-zero exit, no stack trace.
+ * Engine errors that carry a user-actionable message are reported the same
+ * way; anything else is a bug and says so (stack only with MEMVISOR_DEBUG=1).
+ */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** Exit codes: 1 for bad input or a refused operation, 2 for an internal error. */
+export const EXIT_BAD_INPUT = 1;
+export const EXIT_INTERNAL = 2;
+
+/** Error classes whose message is written for users. */
+const USER_FACING = new Set([
+  'UsageError', 'TraceParseError', 'SizeParseError', 'LogDirtyOpError', 'StreamDecodeError', 'MigrationError',
+  'OutOfFramesError', 'GuestAddressError', 'TransportError', 'HandshakeError',
+]);
+
+function isUserFacing(err: Error): boolean {
+  let proto: object | null = Object.getPrototypeOf(err);
+  while (proto && proto !== Error.prototype) {
+    const ctorName = (proto as { constructor?: { name?: string } }).constructor?.name;
+    if (ctorName && USER_FACING.has(ctorName)) return true;
+    proto = Object.getPrototypeOf(proto);
+  }
+  return USER_FACING.has(err.name) || (err as { userFacing?: boolean }).userFacing === true;
+}
+
+/** Prints `memvisor: <message>` and exits. Never returns. */
+export function reportAndExit(err: unknown): never {
+  const debug = process.env.MEMVISOR_DEBUG === '1';
+  if (err instanceof Error) {
+    const code = isUserFacing(err) ? EXIT_BAD_INPUT : EXIT_INTERNAL;
+    const prefix = code === EXIT_INTERNAL ? 'internal error: ' : '';
+    process.stderr.write(`memvisor: ${prefix}${err.message.split('\n')[0]}\n`);
+    if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
+    process.exit(code);
+  }
+  process.stderr.write(`memvisor: ${String(err)}\n`);
+  process.exit(EXIT_INTERNAL);
+}
