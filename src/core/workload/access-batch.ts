@@ -51,7 +51,13 @@ export class AccessBatch {
 
 /** A source of access batches (synthetic generator or trace reader). */
 export interface AccessSource {
-  /** Refills `batch` (clearing it first); resolves to false at end of input. */
+  /**
+   * Refills `batch` (clearing it first); resolves to false at end of input.
+   * Every source here resolves to true exactly when the batch holds at least
+   * one record, so `while (await src.fill(b)) run(b)` sees every record and
+   * never an empty batch. Synthetic sources also take an optional maxCount
+   * (`fill(batch, n)`: at most n records) to pace them in virtual time.
+   */
   fill(batch: AccessBatch): Promise<boolean> | boolean;
   /** Human name for messages and reports ("trace sort.lackey.gz", "uniform"). */
   readonly name: string;

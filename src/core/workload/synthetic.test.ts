@@ -15,7 +15,7 @@ import {
   createSyntheticWorkload,
   SequentialWorkload,
   ReadMostlyWorkload,
-} from './synthetic.ts';
+} from './index.ts';
 import type { SyntheticWorkload } from './synthetic-base.ts';
 import { ZipfSampler } from './zipf-sampler.ts';
 

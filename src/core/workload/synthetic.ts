@@ -26,6 +26,7 @@ export type AnySyntheticOptions = HotspotOptions & ZipfOptions & SequentialOptio
 
 export class UnknownWorkloadError extends Error {
   override readonly name = 'UnknownWorkloadError';
+  readonly userFacing = true;
   constructor(readonly workload: string) {
     super(`unknown workload '${workload}' (expected one of: ${SYNTHETIC_WORKLOADS.join(', ')})`);
   }
@@ -52,11 +53,3 @@ export function createSyntheticWorkload(name: string, opts: AnySyntheticOptions)
       throw new UnknownWorkloadError(name);
   }
 }
-
-export { SyntheticWorkload, type SyntheticOptions } from './synthetic-base.ts';
-export { UniformWorkload, type UniformOptions } from './uniform.ts';
-export { HotspotWorkload, type HotspotOptions } from './hotspot.ts';
-export { ZipfWorkload, type ZipfOptions } from './zipf.ts';
-export { SequentialWorkload, type SequentialOptions } from './sequential.ts';
-export { ReadMostlyWorkload, type ReadMostlyOptions } from './read-mostly.ts';
-export { AccessRate } from './access-rate.ts';
