@@ -476,7 +476,8 @@ export class P2m {
     for (let k = 0; k < 512; k++) {
       fmt.writeLeaf(cw, cbase + 2 * k, child, mfn + k * childSpan, type, access, this.hwFlags);
       if (marked) fmt.markRecalc(cw, cbase + 2 * k);
-      if (access !== Access.RWX) this.setSideAccess(baseGfn + k * childSpan, access);
+      // Every child key is rewritten: stale keys of older, smaller mappings may sit inside the range.
+      if (this.accessMap !== null) this.setSideAccess(baseGfn + k * childSpan, access);
     }
     fmt.writeTable(w, i, t);
     this.stats.superpageSplits++;
