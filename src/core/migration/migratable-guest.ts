@@ -1,0 +1,50 @@
+/**
+ * MigratableGuest: the narrow waist between the migration sender and the
+ * rest of the engine — exactly what the sender needs, nothing else. The CLI
+ * implements it over a real domain (p2m + log-dirty mode + workload); tests
+ * use testing/fake-guest.ts.
+ *
+ * Semantics follow Xen's toolstack operations (xen-semantics.md §1, §8):
+ *   - `enableLogDirty` is ENABLE_LOGDIRTY; it throws LogDirtyRefusedError
+ *     when refused (e.g. already on: -EINVAL). The sender then does what
+ *     xg_sr_save.c does: OFF, then ENABLE again.
+ *   - `clean` is CLEAN: fills `bitmap` with the pages dirtied since the last
+ *     CLEAN (bit `gfn & 31` of word `gfn >>> 5`, ceil(pageCount/32) words),
+ *     resets the log, and returns Xen's stats.dirty_count (distinct pages newly
+ *     dirtied), which the stop policies use — not a popcount.
+ *   - `pause`/`unpause` are counted by the implementation like domain_pause.
+ *   - `runGuestFor` lets the guest's workload run for `virtualNs` nanoseconds
+ *     of its own time; a paused guest does nothing.
+ * Units: gfn = 4 KiB guest frame number in [0, pageCount).
+ */
+export interface MigratableGuest {
+  readonly pageCount: number;
+  readonly vcpuCount: number;
+  /** Copies frame `gfn` (4096 bytes) to `dst[dstOffset]`; false (and zeros written) ⇒ unpopulated. */
+  readPage(gfn: number, dst: Uint8Array, dstOffset: number): boolean;
+  enableLogDirty(): void;
+  clean(bitmap: Uint32Array): { dirtyCount: number };
+  disableLogDirty(): void;
+  pause(): void;
+  unpause(): void;
+  runGuestFor(virtualNs: number): void;
+  /** The vCPUs' architectural state, serialized (opaque to the sender). */
+  vcpuState(): Uint8Array;
+}
+
+/** A toolstack log-dirty operation the hypervisor refused (Xen: -EINVAL, -EBUSY, -ENOMEM). */
+export class LogDirtyRefusedError extends Error {
+  constructor(
+    readonly op: 'enable' | 'clean' | 'disable',
+    readonly errno: 'EINVAL' | 'EBUSY' | 'ENOMEM',
+    why: string,
+  ) {
+    super(`log-dirty ${op} refused (${errno}): ${why}`);
+    this.name = 'LogDirtyRefusedError';
+  }
+}
+
+/** Words of a dirty bitmap for `pageCount` pages. */
+export function bitmapWords(pageCount: number): number {
+  return Math.ceil(pageCount / 32);
+}

@@ -1,0 +1,70 @@
+/**
+ * The receiver's guest memory: a sparse store of 2 MiB slabs allocated on
+ * first non-zero write, so a big, mostly-zero guest costs little. A zero
+ * page written into an absent slab stays absent. Implements the page part of
+ * GuestPhysAccess, so a receiver can equally write into a real domain.
+ */
+import type { GuestPhysAccess } from '../memory/guest-phys.ts';
+import { hashPage, ZERO_PAGE_HASH } from './stream/checksum.ts';
+
+/** What the receiver needs of destination memory. */
+export type PageStore = Pick<GuestPhysAccess, 'pageCount' | 'readPage' | 'writePage'>;
+
+const PAGE = 4096;
+const SLAB_PAGES = 512;
+const SLAB_SHIFT = 9;
+const ZERO = new Uint8Array(PAGE);
+
+export class PagedMemory implements PageStore {
+  private readonly slabs: (Uint8Array | undefined)[];
+
+  constructor(readonly pageCount: number) {
+    this.slabs = new Array<Uint8Array | undefined>(Math.ceil(pageCount / SLAB_PAGES));
+  }
+
+  /** Bytes allocated for slabs. */
+  get allocatedBytes(): number {
+    let n = 0;
+    for (const s of this.slabs) if (s) n += s.length;
+    return n;
+  }
+
+  readPage(gfn: number, dst: Uint8Array, dstOffset: number): boolean {
+    const slab = this.slabs[gfn >>> SLAB_SHIFT];
+    if (!slab) {
+      dst.fill(0, dstOffset, dstOffset + PAGE);
+      return false;
+    }
+    const off = (gfn & (SLAB_PAGES - 1)) * PAGE;
+    dst.set(slab.subarray(off, off + PAGE), dstOffset);
+    return true;
+  }
+
+  writePage(gfn: number, src: Uint8Array, srcOffset: number): void {
+    let slab = this.slabs[gfn >>> SLAB_SHIFT];
+    if (!slab) {
+      if (src === ZERO) return;
+      slab = this.slabs[gfn >>> SLAB_SHIFT] = new Uint8Array(SLAB_PAGES * PAGE);
+    }
+    slab.set(src.subarray(srcOffset, srcOffset + PAGE), (gfn & (SLAB_PAGES - 1)) * PAGE);
+  }
+
+  /** Writes a zero page (no allocation if its slab is absent). */
+  zeroPage(gfn: number): void {
+    const slab = this.slabs[gfn >>> SLAB_SHIFT];
+    if (slab) slab.fill(0, (gfn & (SLAB_PAGES - 1)) * PAGE, ((gfn & (SLAB_PAGES - 1)) + 1) * PAGE);
+  }
+
+  /** Page hash straight from the slab (no copy); absent slab ⇒ zero-page hash. */
+  hashPageInto(gfn: number, out: Uint32Array, outIndex: number): void {
+    const slab = this.slabs[gfn >>> SLAB_SHIFT];
+    if (!slab) {
+      out[outIndex] = ZERO_PAGE_HASH.lo;
+      out[outIndex + 1] = ZERO_PAGE_HASH.hi;
+      return;
+    }
+    hashPage(slab, (gfn & (SLAB_PAGES - 1)) * PAGE, out, outIndex);
+  }
+}
+
+export { ZERO as ZERO_PAGE_BYTES };

@@ -1,0 +1,167 @@
+/**
+ * One incoming migration, transport-free: stream bytes in, destination memory
+ * and a verdict out. The socket adapter (src/adapters/migration/receiver.ts)
+ * and in-process tests both drive it.
+ *
+ * Invariants: a batch is applied only after its checksum matched (the
+ * decoder guarantees it); pages are applied in stream order, so the last copy
+ * of a page wins; at END the digest is recomputed from destination memory
+ * and compared with the source's.
+ */
+import type { Clock } from '../clock.ts';
+import { computeDigest, type Digest } from './digest.ts';
+import { PagedMemory, ZERO_PAGE_BYTES, type PageStore } from './paged-memory.ts';
+import { hashPage } from './stream/checksum.ts';
+import { StreamDecoder, type DecodedBatch } from './stream/decoder.ts';
+import { digestHex, policyNameOf, type StreamEnd, type StreamHeader } from './stream/format.ts';
+
+export interface ReceiverSessionOptions {
+  /** Destination memory for a guest of `pageCount` pages; default a fresh PagedMemory. */
+  readonly createStore?: (header: StreamHeader) => PageStore;
+  readonly maxPageCount?: number;
+  /** For the timings in the verdict (ms); none ⇒ 0. */
+  readonly clock?: Clock;
+}
+
+export interface ReceiverOutcome {
+  readonly verified: boolean;
+  readonly sourceDigest: string;
+  readonly destDigest: string;
+  readonly pageCount: number;
+  readonly vcpuCount: number;
+  readonly policy: string;
+  readonly batches: number;
+  readonly rounds: number;
+  readonly pagesApplied: number;
+  readonly zeroPages: number;
+  readonly bytes: number;
+  /** Page descriptors the source announced in END vs those applied. */
+  readonly sourcePageRecords: number;
+  readonly digestMs: number;
+  readonly setupMs: number;
+}
+
+export class ReceiverSession {
+  private readonly decoder: StreamDecoder;
+  private header: StreamHeader | undefined;
+  private store: PageStore | undefined;
+  private vcpu: Uint8Array | undefined;
+  private end: StreamEnd | undefined;
+  private outcomeValue: ReceiverOutcome | undefined;
+  private batches = 0;
+  private lastRound = -1;
+  private rounds = 0;
+  private pagesApplied = 0;
+  private zeroPages = 0;
+  private setupMs = 0;
+
+  constructor(private readonly opts: ReceiverSessionOptions = {}) {
+    this.decoder = new StreamDecoder(
+      {
+        onHeader: (h) => this.onHeader(h),
+        onBatch: (b) => this.onBatch(b),
+        onVcpuState: (_n, s) => {
+          this.vcpu = s.slice();
+        },
+        onEnd: (e) => this.onEnd(e),
+      },
+      { maxPageCount: opts.maxPageCount },
+    );
+  }
+
+  /** Feeds stream bytes; throws a StreamError on any fault (nothing of the bad record applied). */
+  push(chunk: Uint8Array): void {
+    this.decoder.push(chunk);
+  }
+
+  /** The input ended: throws TruncatedStreamError unless END arrived. */
+  finish(): void {
+    this.decoder.finish();
+  }
+
+  get bytes(): number {
+    return this.decoder.offset;
+  }
+
+  /** Set once END has been processed. */
+  get outcome(): ReceiverOutcome | undefined {
+    return this.outcomeValue;
+  }
+
+  get memory(): PageStore | undefined {
+    return this.store;
+  }
+
+  get vcpuState(): Uint8Array | undefined {
+    return this.vcpu;
+  }
+
+  private ms(): number {
+    return this.opts.clock ? this.opts.clock.nowNs() / 1e6 : 0;
+  }
+
+  private onHeader(h: StreamHeader): void {
+    const t0 = this.ms();
+    this.header = h;
+    this.store = this.opts.createStore ? this.opts.createStore(h) : new PagedMemory(h.pageCount);
+    if (this.store.pageCount < h.pageCount) throw new RangeError(`destination has ${this.store.pageCount} pages, the stream ${h.pageCount}`);
+    this.setupMs = this.ms() - t0;
+  }
+
+  private onBatch(b: DecodedBatch): void {
+    const store = this.store!;
+    for (let i = 0; i < b.count; i++) {
+      const off = b.payloadOffset[i]!;
+      if (off < 0) {
+        store.writePage(b.gfn[i]!, ZERO_PAGE_BYTES, 0);
+        this.zeroPages++;
+      } else store.writePage(b.gfn[i]!, b.payload, off);
+    }
+    this.pagesApplied += b.count;
+    this.batches++;
+    if (b.round !== this.lastRound) {
+      this.rounds++;
+      this.lastRound = b.round;
+    }
+  }
+
+  private onEnd(e: StreamEnd): void {
+    this.end = e;
+    const t0 = this.ms();
+    const dest = this.destDigest();
+    const digestMs = this.ms() - t0;
+    const source = digestHex(e.digestLo, e.digestHi);
+    const h = this.header!;
+    this.outcomeValue = {
+      verified: dest.hex === source && e.pageRecords === this.pagesApplied,
+      sourceDigest: source,
+      destDigest: dest.hex,
+      pageCount: h.pageCount,
+      vcpuCount: h.vcpuCount,
+      policy: policyNameOf(h.policyId),
+      batches: this.batches,
+      rounds: this.rounds,
+      pagesApplied: this.pagesApplied,
+      zeroPages: this.zeroPages,
+      bytes: this.decoder.offset,
+      sourcePageRecords: e.pageRecords,
+      digestMs,
+      setupMs: this.setupMs,
+    };
+  }
+
+  private destDigest(): Digest {
+    const store = this.store!;
+    const vcpu = this.vcpu ?? new Uint8Array(0);
+    if (store instanceof PagedMemory) return computeDigest(this.header!.pageCount, (g, o, i) => store.hashPageInto(g, o, i), vcpu);
+    const scratch = new Uint8Array(4096);
+    return computeDigest(
+      this.header!.pageCount,
+      (g, o, i) => {
+        store.readPage(g, scratch, 0);
+        hashPage(scratch, 0, o, i);
+      },
+      vcpu,
+    );
+  }
+}
