@@ -13,7 +13,7 @@
  * receiver → verdict | error (an error may come at any time, then close).
  */
 
-export const CONTROL_MAGIC = 0x53484d56; // 'M','V','H','S' as LE u32
+export const CONTROL_MAGIC = 0x5348564d; // 'M','V','H','S' as LE u32
 export const CONTROL_VERSION = 1;
 const MAX_FRAME = 64 * 1024;
 

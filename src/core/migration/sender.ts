@@ -118,7 +118,8 @@ export interface MigrationResult {
   readonly verified: boolean;
   readonly page_count: number;
   readonly vcpu_count: number;
-  readonly bandwidth_mib_s: number;
+  /** The modelled link (virtual) or the cap (real); null = uncapped. */
+  readonly bandwidth_mib_s: number | null;
   readonly latency_ms: number;
   /** True when the source guest was unpaused at the end (verification failed, or asked). */
   readonly source_resumed: boolean;
@@ -372,16 +373,16 @@ class Sender {
       verified: verdict.verified && verdict.destDigest === digest.hex,
       page_count: this.M,
       vcpu_count: guest.vcpuCount,
-      bandwidth_mib_s: this.link.bandwidthBytesPerSec / MiB,
+      bandwidth_mib_s: Number.isFinite(this.link.bandwidthBytesPerSec) ? this.link.bandwidthBytesPerSec / MiB : null,
       latency_ms: this.link.latencyNs / NS_PER_MS,
       source_resumed: resume,
     };
   }
 
-  private write(chunks: readonly Uint8Array[]): boolean {
+  private write(chunks: readonly Uint8Array[], onReleased?: () => void): boolean {
     const f = this.transport.failure;
     if (f) throw f;
-    return this.transport.write(chunks);
+    return this.transport.write(chunks, onReleased);
   }
 
   /** Lets the (running) guest catch up with the clock. */
@@ -420,7 +421,8 @@ class Sender {
   private async flushBatch(round: number): Promise<void> {
     const wire = this.builder.wireBytes;
     const pages = this.builder.count;
-    const ok = this.write(this.builder.seal(round));
+    const sealed = this.builder.sealForWrite(round);
+    const ok = this.write(sealed.chunks, sealed.release);
     this.totalBytes += wire;
     this.passBytes += wire;
     this.totalPagesSent += pages;

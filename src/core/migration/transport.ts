@@ -16,8 +16,12 @@ export interface Verdict {
 }
 
 export interface StreamTransport {
-  /** Queues `chunks` as one write (corked); false ⇒ await `drain()` before writing more. */
-  write(chunks: readonly Uint8Array[]): boolean;
+  /**
+   * Queues `chunks` as one write (corked); false ⇒ await `drain()` before
+   * writing more. `onReleased` (if given) is called once the transport no
+   * longer holds the chunks, so their buffers may be reused.
+   */
+  write(chunks: readonly Uint8Array[], onReleased?: () => void): boolean;
   /** Resolves when the write queue is below its high-water mark; rejects if the link failed. */
   drain(): Promise<void>;
   /** Resolves when every queued byte has been handed to the OS; rejects if the link failed. */

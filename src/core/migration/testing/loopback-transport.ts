@@ -37,7 +37,13 @@ export class LoopbackTransport implements StreamTransport {
     return this.delivered;
   }
 
-  write(chunks: readonly Uint8Array[]): boolean {
+  write(chunks: readonly Uint8Array[], onReleased?: () => void): boolean {
+    this.writeInner(chunks);
+    onReleased?.(); // the session has copied what it needs
+    return true;
+  }
+
+  private writeInner(chunks: readonly Uint8Array[]): boolean {
     if (this.failed) return true;
     if (this.closed) {
       this.failed = new LinkLostError('write after close');

@@ -1,0 +1,43 @@
+/**
+ * One call for the CLI: connect (TCP or TLS, token), run the sender with the
+ * right clock and allocator, return its result. Handshake failures come back
+ * as MigrationFailedError (phase 'handshake') like every other failure.
+ */
+import { MigrationFailedError } from '../../core/migration/errors.ts';
+import type { LinkModel } from '../../core/migration/link-model.ts';
+import type { MigratableGuest } from '../../core/migration/migratable-guest.ts';
+import type { StopPolicy } from '../../core/migration/policy/stop-policy.ts';
+import { migrate, type ClockMode, type MigrationResult, type SenderObserver } from '../../core/migration/sender.ts';
+import { connectTransport, type TlsClientOptions } from './tcp-transport.ts';
+import { sleepNs, wallClock } from './wall-clock.ts';
+
+export interface MigrateToOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly tls?: TlsClientOptions;
+  readonly token?: string;
+  readonly policy: StopPolicy;
+  readonly clock: ClockMode;
+  readonly link: LinkModel;
+  readonly skipUnchanged?: boolean;
+  readonly resumeSourceAfter?: boolean;
+  readonly observer?: SenderObserver;
+  readonly verdictTimeoutMs?: number;
+}
+
+const allocUnsafe = (n: number): Uint8Array => Buffer.allocUnsafe(n);
+
+export async function migrateTo(guest: MigratableGuest, o: MigrateToOptions): Promise<MigrationResult> {
+  let transport;
+  try {
+    transport = await connectTransport({ host: o.host, port: o.port, tls: o.tls, token: o.token, verdictTimeoutMs: o.verdictTimeoutMs });
+  } catch (e) {
+    throw new MigrationFailedError('handshake', -1, e);
+  }
+  return migrate(
+    guest,
+    transport,
+    { policy: o.policy, clock: o.clock, link: o.link, skipUnchanged: o.skipUnchanged, resumeSourceAfter: o.resumeSourceAfter },
+    { wallClock, sleep: sleepNs, alloc: allocUnsafe, observer: o.observer },
+  );
+}

@@ -1,0 +1,237 @@
+/**
+ * The receiver: listens, takes one migration at a time, applies verified
+ * batches into its own memory, checks the final digest and answers with a
+ * verdict. Usable in-process (tests, `migrate` without --to) and as the body
+ * of `memvisor receive --listen host:port`; it prints nothing itself — only
+ * through the injected logger.
+ *
+ * Attempts: a connection that fails (lost, refused, corrupted stream) is
+ * recorded and its partial memory dropped; the receiver keeps listening for a
+ * retry until one migration completes (`once` returns after the first try).
+ * A corrupted record is never applied: the session refuses it, the sender is
+ * told why in an error frame, and the connection is closed.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Clock } from '../../core/clock.ts';
+import { ControlReader, CONTROL_VERSION, encodeControl, type ControlMessage } from '../../core/migration/control.ts';
+import type { PageStore } from '../../core/migration/paged-memory.ts';
+import { ReceiverSession, type ReceiverOutcome } from '../../core/migration/receiver-session.ts';
+import { StreamError } from '../../core/migration/stream/errors.ts';
+import type { StreamHeader } from '../../core/migration/stream/format.ts';
+import { wallClock } from './wall-clock.ts';
+
+export interface ReceiverOptions {
+  readonly host: string;
+  /** 0 ⇒ any free port (reported through io.onListening and in the result). */
+  readonly port: number;
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /** Shared token the sender must present. */
+  readonly token?: string;
+  /** Return after the first attempt, even a failed one (default: wait for a completed migration). */
+  readonly once?: boolean;
+  /** Give up after this many failed attempts (default unlimited). */
+  readonly maxAttempts?: number;
+  /** A connection silent this long is dropped (default 60 s). */
+  readonly idleTimeoutMs?: number;
+  readonly signal?: AbortSignal;
+  readonly createStore?: (header: StreamHeader) => PageStore;
+  readonly maxPageCount?: number;
+}
+
+export interface ReceiverLogger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface ReceiverIo {
+  readonly logger?: ReceiverLogger;
+  readonly onListening?: (addr: { host: string; port: number }) => void;
+  readonly clock?: Clock;
+}
+
+export interface AttemptRecord {
+  readonly peer: string;
+  readonly ok: boolean;
+  /** Why it failed: 'bad_token', 'link_lost', a stream error code (checksum_mismatch, …), 'tls', 'busy', 'protocol'. */
+  readonly code?: string;
+  readonly message?: string;
+  readonly bytes: number;
+}
+
+export interface ReceiverResult {
+  readonly host: string;
+  readonly port: number;
+  readonly verified: boolean;
+  /** Of the completed migration; undefined if none completed. */
+  readonly outcome?: ReceiverOutcome;
+  readonly attempts: readonly AttemptRecord[];
+  /** Destination memory and vCPU state of the completed migration. */
+  readonly memory?: PageStore;
+  readonly vcpuState?: Uint8Array;
+  readonly tls: boolean;
+}
+
+function tokenMatches(expected: string | undefined, given: string | undefined): boolean {
+  if (expected === undefined) return true;
+  if (given === undefined) return false;
+  const a = createHash('sha256').update(expected).digest();
+  const b = createHash('sha256').update(given).digest();
+  return timingSafeEqual(a, b);
+}
+
+const silent: ReceiverLogger = { info() {}, warn() {} };
+
+export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise<ReceiverResult> {
+  const log = io.logger ?? silent;
+  const clock = io.clock ?? wallClock;
+  const attempts: AttemptRecord[] = [];
+  let busy = false;
+  let boundPort = opts.port;
+
+  return new Promise<ReceiverResult>((resolve, reject) => {
+    let finished = false;
+    const server: net.Server = opts.tls
+      ? tls.createServer({ cert: opts.tls.cert, key: opts.tls.key })
+      : net.createServer();
+
+    const finish = (r: Omit<ReceiverResult, 'host' | 'port' | 'attempts' | 'tls'>): void => {
+      if (finished) return;
+      finished = true;
+      server.close();
+      resolve({ host: opts.host, port: boundPort, attempts, tls: !!opts.tls, ...r });
+    };
+    const recordFailure = (a: AttemptRecord): void => {
+      attempts.push(a);
+      log.warn(`migration attempt from ${a.peer} failed: ${a.message}`, { code: a.code, bytes: a.bytes });
+      if (opts.once || (opts.maxAttempts !== undefined && attempts.length >= opts.maxAttempts)) finish({ verified: false });
+    };
+
+    opts.signal?.addEventListener('abort', () => finish({ verified: false }), { once: true });
+
+    if (opts.tls) {
+      server.on('tlsClientError', (err: Error, sock: tls.TLSSocket) => {
+        const peer = `${sock.remoteAddress}:${sock.remotePort}`;
+        const plain = /wrong version number|http request|unknown protocol|packet length too long/i.test(err.message);
+        recordFailure({
+          peer,
+          ok: false,
+          code: 'tls',
+          message: plain ? `a client connected without TLS; this receiver requires TLS (${err.message})` : `TLS handshake failed: ${err.message}`,
+          bytes: 0,
+        });
+      });
+    }
+
+    server.on(opts.tls ? 'secureConnection' : 'connection', (socket: net.Socket) => {
+      const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+      if (busy || finished) {
+        socket.end(encodeControl({ t: 'refuse', reason: 'the receiver is busy with another migration' }));
+        return;
+      }
+      busy = true;
+      socket.setNoDelay(true);
+      socket.setTimeout(opts.idleTimeoutMs ?? 60_000);
+      const reader = new ControlReader();
+      let session: ReceiverSession | undefined;
+      let done = false;
+      const end = (a: AttemptRecord | undefined, reply?: ControlMessage): void => {
+        if (done) return;
+        done = true;
+        busy = false;
+        if (reply) socket.end(encodeControl(reply));
+        else socket.destroy();
+        if (a) recordFailure(a);
+      };
+
+      socket.on('timeout', () =>
+        end({ peer, ok: false, code: 'link_lost', message: `no data for ${opts.idleTimeoutMs ?? 60_000} ms`, bytes: session?.bytes ?? 0 }),
+      );
+      socket.on('error', () => {
+        /* reported by 'close' */
+      });
+      socket.on('close', () => {
+        if (done) return;
+        const bytes = session?.bytes ?? 0;
+        end({ peer, ok: false, code: 'link_lost', message: `connection lost after ${bytes} stream bytes; partial memory dropped`, bytes });
+      });
+
+      const feed = (chunk: Uint8Array): void => {
+        try {
+          session!.push(chunk);
+        } catch (e) {
+          const code = e instanceof StreamError ? e.code : 'internal';
+          const message = (e as Error).message;
+          end({ peer, ok: false, code, message, bytes: session!.bytes }, { t: 'error', code, message });
+          return;
+        }
+        const o = session!.outcome;
+        if (o) {
+          const verdict: ControlMessage = {
+            t: 'verdict',
+            verified: o.verified,
+            source_digest: o.sourceDigest,
+            dest_digest: o.destDigest,
+            receiver_digest_ms: o.digestMs,
+            receiver_setup_ms: o.setupMs,
+            pages_applied: o.pagesApplied,
+          };
+          attempts.push({ peer, ok: o.verified, bytes: o.bytes, ...(o.verified ? {} : { code: 'digest_mismatch', message: 'digest mismatch' }) });
+          log.info(`migration from ${peer} ${o.verified ? 'verified' : 'FAILED verification'}`, {
+            pages: o.pageCount,
+            rounds: o.rounds,
+            digest: o.destDigest,
+          });
+          done = true;
+          busy = false;
+          socket.end(encodeControl(verdict));
+          finish({ verified: o.verified, outcome: o, memory: session!.memory, vcpuState: session!.vcpuState });
+        }
+      };
+
+      socket.on('data', (chunk: Buffer) => {
+        if (done) return;
+        if (session) return feed(chunk);
+        reader.push(chunk);
+        let hello: ControlMessage | undefined;
+        try {
+          hello = reader.next();
+        } catch (e) {
+          const message = (e as Error).message;
+          end({ peer, ok: false, code: 'protocol', message, bytes: 0 }, { t: 'refuse', reason: message });
+          return;
+        }
+        if (!hello) return;
+        if (hello.t !== 'hello' || hello.v !== CONTROL_VERSION) {
+          const reason = hello.t !== 'hello' ? `expected hello, got ${hello.t}` : `control protocol version ${hello.v} not supported (want ${CONTROL_VERSION})`;
+          end({ peer, ok: false, code: 'protocol', message: reason, bytes: 0 }, { t: 'refuse', reason });
+          return;
+        }
+        if (!tokenMatches(opts.token, hello.token)) {
+          const reason = hello.token === undefined ? 'this receiver requires a token (--token)' : 'wrong token';
+          end({ peer, ok: false, code: 'bad_token', message: reason, bytes: 0 }, { t: 'refuse', reason });
+          return;
+        }
+        session = new ReceiverSession({ clock, createStore: opts.createStore, maxPageCount: opts.maxPageCount });
+        socket.write(encodeControl({ t: 'accept' }));
+        log.info(`migration from ${peer} accepted`);
+        const rest = reader.takeRest();
+        if (rest.length > 0) feed(rest);
+      });
+    });
+
+    server.on('error', (e) => {
+      if (!finished) {
+        finished = true;
+        reject(e);
+      }
+    });
+    server.listen(opts.port, opts.host, () => {
+      const a = server.address() as net.AddressInfo;
+      boundPort = a.port;
+      log.info(`listening on ${opts.host}:${a.port}${opts.tls ? ' (TLS)' : ''}`);
+      io.onListening?.({ host: opts.host, port: a.port });
+    });
+  });
+}

@@ -1,0 +1,74 @@
+/**
+ * Starts the receiver as a separate process on loopback (what `migrate`
+ * without --to does, and what the e2e tests and the bench use), and reads the
+ * port it chose from its first stdout line.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const RECEIVER_ENTRY = fileURLToPath(new URL('./receiver-main.ts', import.meta.url));
+
+export interface SpawnedReceiver {
+  readonly host: string;
+  readonly port: number;
+  readonly child: ChildProcess;
+  /** The receiver's final JSON line and exit code. */
+  readonly done: Promise<{ code: number | null; result: Record<string, unknown> | undefined; stderr: string }>;
+  kill(): void;
+}
+
+export interface SpawnReceiverOptions {
+  readonly host?: string;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly token?: string;
+  readonly once?: boolean;
+  readonly startTimeoutMs?: number;
+}
+
+export function spawnReceiver(o: SpawnReceiverOptions = {}): Promise<SpawnedReceiver> {
+  const host = o.host ?? '127.0.0.1';
+  const args = ['--import', 'tsx', RECEIVER_ENTRY, '--listen', `${host}:0`, '--json'];
+  if (o.tlsCert) args.push('--tls-cert', o.tlsCert, '--tls-key', o.tlsKey!);
+  if (o.token !== undefined) args.push('--token', o.token);
+  if (o.once) args.push('--once');
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<{ code: number | null; result: Record<string, unknown> | undefined; stderr: string }>((resolve) => {
+    child.on('close', (code) => {
+      const lines = stdout.trim().split('\n').filter(Boolean).map((l) => {
+        try {
+          return JSON.parse(l) as Record<string, unknown>;
+        } catch {
+          return undefined;
+        }
+      });
+      resolve({ code, result: lines.find((l) => l?.event === 'result'), stderr });
+    });
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill();
+      reject(new Error(`receiver did not start within ${o.startTimeoutMs ?? 20_000} ms: ${stderr}`));
+    }, o.startTimeoutMs ?? 20_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      const before = stdout;
+      stdout += d.toString();
+      if (!before.includes('\n') && stdout.includes('\n')) {
+        clearTimeout(timer);
+        const first = JSON.parse(stdout.split('\n')[0]!) as { host: string; port: number };
+        resolve({ host: first.host, port: first.port, child, done, kill: () => child.kill() });
+      }
+    });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (!stdout.includes('\n')) reject(new Error(`receiver exited (${code}) before listening: ${stderr.trim()}`));
+    });
+  });
+}
