@@ -10,9 +10,9 @@
  * Record semantics: Fetch needs X, Load R, Store W (plus every dirty flag
  * set); a Modify is a load then a store; an access that crosses a page
  * boundary touches both pages (each translated; a store writes both). Store
- * values come from the domain's write sequence (deterministic for a trace,
- * whatever the batch boundaries): lo = seq, hi = seq ^ 0x9e3779b9, written
- * little-endian, `size` bytes. Loads fold what they read into `loadSum`.
+ * values come from the domain's write sequence, one step per store or modify
+ * record (deterministic for a trace, whatever the batch boundaries, exits or
+ * pauses): lo = seq, hi = seq ^ 0x9e3779b9, written little-endian, `size` bytes. Loads fold what they read into `loadSum`.
  *
  * Units: addresses are gpa (1-D) or gva (2-D) in bytes; cycles at NOMINAL_HZ.
  */
@@ -207,18 +207,24 @@ export class Vcpu {
 
   /** A record the inline path could not complete: a miss, a permission upgrade, or a page crossing. */
   private slowRecord(kind: number, addr: number, size: number): number {
-    if (kind === KIND_MODIFY) {
-      this.lastLo = 0;
-      this.lastHi = 0;
-      const st = this.accessRange(KIND_LOAD, addr, size, 0, 0);
-      if (st !== ACCESS_DONE) return st;
-      this.loadSum ^= this.lastLo ^ this.lastHi;
-      const seq = (this.domain.writeSeq = (this.domain.writeSeq + 1) >>> 0);
-      return this.accessRange(KIND_STORE, addr, size, seq, seq ^ HI_MIX);
-    }
-    if (kind === KIND_STORE) {
-      const seq = (this.domain.writeSeq = (this.domain.writeSeq + 1) >>> 0);
-      return this.accessRange(KIND_STORE, addr, size, seq, seq ^ HI_MIX);
+    const dom = this.domain;
+    if (kind === KIND_STORE || kind === KIND_MODIFY) {
+      // The value is taken from the sequence once per record; if the record does not
+      // complete (pause, crash) the sequence is rolled back so its re-execution stores
+      // the same value, whatever exits happened on the way.
+      const seq0 = dom.writeSeq;
+      let st = ACCESS_DONE;
+      if (kind === KIND_MODIFY) {
+        this.lastLo = 0;
+        this.lastHi = 0;
+        st = this.accessRange(KIND_LOAD, addr, size, 0, 0);
+        if (st !== ACCESS_DONE) return st;
+        this.loadSum ^= this.lastLo ^ this.lastHi;
+      }
+      const seq = (dom.writeSeq = (seq0 + 1) >>> 0);
+      st = this.accessRange(KIND_STORE, addr, size, seq, seq ^ HI_MIX);
+      if (st !== ACCESS_DONE) dom.writeSeq = seq0;
+      return st;
     }
     this.lastLo = 0;
     this.lastHi = 0;
