@@ -37,7 +37,7 @@
 import { DEFAULT_COSTS, type CostModel } from '../cost-model.ts';
 import { PTE_A, PTE_D, PTE_HI_NX, PTE_P, PTE_PS, PTE_RW, pteGfn } from '../formats/x86-pte.ts';
 import type { FramePool } from '../memory/frame-pool.ts';
-import { HW_EPT_AD, P2M_ROOT_LEVEL, type P2mFormat, levelIndex } from '../p2m/p2m-format.ts';
+import { HW_EPT_AD, LEVEL_SPANS, P2M_ROOT_LEVEL, type P2mFormat, levelIndex } from '../p2m/p2m-format.ts';
 import type { P2m } from '../p2m/p2m.ts';
 import { PERM_R, PERM_W, PERM_X } from '../p2m/p2m-type.ts';
 import { ExitReason } from '../vm-exit.ts';
@@ -50,6 +50,7 @@ import {
   STAT_CYCLES, STAT_GUEST_PF, STAT_NESTED_HITS, STAT_PML_LOGGED, STAT_TLB_FLUSHES, STAT_WALKS, STAT_WALK_REFS,
   STAT_COUNT,
 } from './mmu-stats.ts';
+import { PDE_W, PDE_X, PdeCache } from './pde-cache.ts';
 import { PmlUnit } from './pml.ts';
 import { TLB_R, TLB_W, TLB_WD, TLB_X, Tlb } from './tlb.ts';
 
@@ -76,6 +77,8 @@ export class Mmu {
   /** Guest-physical mappings cache for 2-D walks (gfn → mfn, p2m flags). */
   readonly ntlb: Tlb;
   readonly pml: PmlUnit;
+  /** Paging-structure cache for 2-D walks (pde-cache.ts). */
+  readonly pde = new PdeCache();
   readonly exit = new ExitInfo();
   readonly fmt: P2mFormat;
   readonly pool: FramePool;
@@ -109,6 +112,7 @@ export class Mmu {
   flush(): void {
     this.tlb.flush();
     this.ntlb.flush();
+    this.pde.flush();
     this.stats[STAT_TLB_FLUSHES]!++;
     this.stats[STAT_CYCLES]! += this.costs.tlbFlush;
   }
@@ -117,6 +121,7 @@ export class Mmu {
   setCr3(gpa: number): void {
     this.cr3 = gpa - (gpa % 4096);
     this.tlb.flush();
+    this.pde.flush();
     this.stats[STAT_TLB_FLUSHES]!++;
   }
 
@@ -154,8 +159,20 @@ export class Mmu {
     let dataGfn = 0;
     let leafDirty = false;
     let refs = 0;
-    for (let level = 4; level >= 1; level--) {
-      const idx = level === 1 ? vpn & 511 : (vpn / 2 ** (9 * (level - 1))) & 511;
+    let top = 4;
+    // PDE cache: gva bits 47:21 → page-table gfn, skipping three levels.
+    const pde = this.pde;
+    const pdeTag = Math.floor(vpn / 512);
+    const ps = pdeTag & pde.mask;
+    if (pde.tag[ps] === pdeTag) {
+      tableGfn = pde.ptGfn[ps]!;
+      const f = pde.flags[ps]!;
+      guestW = (f & PDE_W) !== 0;
+      guestX = (f & PDE_X) !== 0;
+      top = 1;
+    }
+    for (let level = top; level >= 1; level--) {
+      const idx = level === 1 ? vpn & 511 : (vpn / LEVEL_SPANS[level - 1]!) & 511;
       const pteGpa = tableGfn * 4096 + idx * 8;
       let st = this.nested(tableGfn, pteGpa, tableNeed, gva, false);
       if (st !== XLATE_OK) return this.walkDone(refs, st);
@@ -188,6 +205,11 @@ export class Mmu {
         break;
       }
       tableGfn = pteGfn(lo, hi);
+      if (level === 2) {
+        pde.tag[ps] = pdeTag;
+        pde.ptGfn[ps] = tableGfn;
+        pde.flags[ps] = (guestW ? PDE_W : 0) | (guestX ? PDE_X : 0);
+      }
     }
     const gpa = dataGfn * 4096 + (gva - vpn * 4096);
     const st = this.nested(dataGfn, gpa, need, gva, true);
@@ -283,7 +305,7 @@ export class Mmu {
             dirtyOk = fmt.dirty(lo, hi);
           }
         }
-        this.wMfn = fmt.mfn(lo, hi) + (level === 0 ? 0 : gfn & (2 ** (9 * level) - 1));
+        this.wMfn = fmt.mfn(lo, hi) + (level === 0 ? 0 : gfn & (LEVEL_SPANS[level]! - 1));
         this.wPerms = eff;
         this.wDirtyOk = dirtyOk;
         this.stats[STAT_WALK_REFS]! += refs;

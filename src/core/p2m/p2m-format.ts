@@ -135,14 +135,20 @@ export function p2mTypeToFlags(t: P2mType, a: Access, superpage: boolean, hwFlag
   return (f & ~7) | (f & accessPerms(a) & 7);
 }
 
-/** Number of 4 KiB frames a mapping at `level` covers (1, 512, 262144, 2^27). */
+/**
+ * 4 KiB frames a mapping at each level covers: 1, 512, 2^18, 2^27. A table,
+ * not `2 ** (9 * level)`: V8's pow with a variable exponent costs ~40 ns.
+ */
+export const LEVEL_SPANS: readonly number[] = [1, 512, 262144, 134217728];
+
+/** Number of 4 KiB frames a mapping at `level` covers. */
 export function levelSpan(level: number): number {
-  return 2 ** (9 * level);
+  return LEVEL_SPANS[level]!;
 }
 
 /** Index of `gfn` in the table at `level` (gfn < 2^36). */
 export function levelIndex(gfn: number, level: number): number {
   // `&` truncates toward zero (ToInt32), which is floor for non-negative numbers;
-  // the quotient is < 2^27 so it fits.
-  return level === 0 ? gfn & 511 : (gfn / 2 ** (9 * level)) & 511;
+  // the quotient is < 2^27 so it fits; for level 0 ToInt32 keeps the low bits.
+  return level === 0 ? gfn & 511 : (gfn / LEVEL_SPANS[level]!) & 511;
 }
