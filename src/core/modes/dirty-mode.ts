@@ -1,0 +1,65 @@
+/**
+ * DirtyMode: the one interface every dirty-tracking mechanism implements —
+ * Xen HAP write protection on EPT / NPT / ARM stage-2, Intel PML, KVM's dirty
+ * bitmap and dirty ring (and shadow paging later). A mode is a PagingMode (it
+ * handles the VM exits its tracking causes) plus the toolstack side: enable,
+ * peek, harvest, disable. One file (or folder) per mode; registry.ts maps CLI
+ * names to factories; dirty-mode.contract.test.ts runs every mode.
+ *
+ * Bitmaps handed to peek/harvest: bit `gfn & 31` of word `gfn >>> 5`, at least
+ * ceil(pageCount / 32) words; null ⇒ no copy (Xen CLEAN with a null handle).
+ *
+ * Semantics of `harvest` per family (the trace contract's rounds[i].dirty):
+ *  - Xen modes: CLEAN (pause, flush PML, read and clear the trie, re-arm, unpause);
+ *    dirtyCount is stats.dirty_count, faultCount stats.fault_count.
+ *  - KVM modes: GET_DIRTY_LOG (+ CLEAR in manual-protect) or ring harvest + reset;
+ *    dirtyCount is the number of distinct pages that harvest returned, faultCount 0.
+ */
+import type { Domain } from '../domain/domain.ts';
+import type { PagingMode } from '../domain/paging-mode.ts';
+import type { P2mFormatName } from '../p2m/p2m-format.ts';
+
+export const MODE_NAMES = ['ept-wp', 'ept-pml', 'npt-wp', 'arm-wp', 'kvm-bitmap', 'kvm-ring'] as const;
+export type ModeName = (typeof MODE_NAMES)[number];
+
+export interface HarvestResult {
+  /** Distinct pages newly dirtied that this harvest reports (see header). */
+  readonly dirtyCount: number;
+  /** Xen stats.fault_count (shadow only; 0 in HAP and KVM modes). */
+  readonly faultCount: number;
+}
+
+/** Knobs some modes take; each mode ignores what does not apply to it. */
+export interface ModeOptions {
+  /** ept-pml: flush the PML buffer only when needed (Xen) or on every VM exit. */
+  readonly pmlFlush?: 'on-demand' | 'every-exit';
+  /** arm-wp: keep the dirty set as a bitmap, or as the list of faulting addresses. */
+  readonly armDirtySet?: 'bitmap' | 'list';
+  /** kvm-bitmap: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 (GET then CLEAR in 64-page chunks). */
+  readonly kvmManualProtect?: boolean;
+  /** kvm-bitmap with manual protect: KVM_DIRTY_LOG_INITIALLY_SET. */
+  readonly kvmInitiallySet?: boolean;
+  /** kvm-ring: entries per vCPU ring (power of two). */
+  readonly ringEntries?: number;
+}
+
+export interface DirtyMode extends PagingMode {
+  readonly name: ModeName;
+  /** p2m format this mode runs on. */
+  readonly format: P2mFormatName;
+  /** Starts tracking (ENABLE_LOGDIRTY / KVM_MEM_LOG_DIRTY_PAGES). Throws a user-facing error if refused. */
+  enable(): void;
+  /** Reads the dirty set without resetting it (Xen PEEK; KVM: GET in manual-protect, else a copy). */
+  peek(bitmap: Uint32Array | null): HarvestResult;
+  /** Reads and resets the dirty set and re-arms tracking (see header). */
+  harvest(bitmap: Uint32Array | null): HarvestResult;
+  /** Stops tracking (Xen OFF / clear KVM_MEM_LOG_DIRTY_PAGES); hardware-cached state is flushed first. */
+  disable(): void;
+  readonly enabled: boolean;
+  /** Host bytes held by the tracking structures now (trie pages, bitmaps, rings, PML pages, address lists). */
+  trackingBytes(): number;
+  /** Cycles the toolstack and hypervisor spent in peek/harvest/enable/disable so far (not charged to vCPUs). */
+  readonly controlCycles: number;
+}
+
+export type ModeFactory = (domain: Domain, opts: ModeOptions) => DirtyMode;
