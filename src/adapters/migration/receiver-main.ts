@@ -47,13 +47,21 @@ async function main(): Promise<number> {
       'tls-key': { type: 'string' },
       token: { type: 'string' },
       once: { type: 'boolean', default: false },
+      'prealloc-mib': { type: 'string' },
     },
   });
   const { host, port } = parseListen(values.listen!);
   if (!!values['tls-cert'] !== !!values['tls-key']) throw new Error('--tls-cert and --tls-key go together');
   const tlsOpts = values['tls-cert'] ? { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']!) } : undefined;
   const r = await runReceiver(
-    { host, port, tls: tlsOpts, token: values.token, once: values.once },
+    {
+      host,
+      port,
+      tls: tlsOpts,
+      token: values.token,
+      once: values.once,
+      preallocPages: values['prealloc-mib'] ? Number(values['prealloc-mib']) * 256 : undefined,
+    },
     {
       logger: {
         info: (m) => process.stderr.write(`receiver: ${m}\n`),

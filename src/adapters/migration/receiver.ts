@@ -16,7 +16,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Clock } from '../../core/clock.ts';
 import { ControlReader, CONTROL_VERSION, encodeControl, type ControlMessage } from '../../core/migration/control.ts';
-import type { PageStore } from '../../core/migration/paged-memory.ts';
+import { PagedMemory, type PageStore } from '../../core/migration/paged-memory.ts';
 import { ReceiverSession, type ReceiverOutcome } from '../../core/migration/receiver-session.ts';
 import { StreamError } from '../../core/migration/stream/errors.ts';
 import type { StreamHeader } from '../../core/migration/stream/format.ts';
@@ -37,6 +37,11 @@ export interface ReceiverOptions {
   readonly idleTimeoutMs?: number;
   readonly signal?: AbortSignal;
   readonly createStore?: (header: StreamHeader) => PageStore;
+  /**
+   * Populate destination memory for guests up to this many pages before any
+   * connection (a pre-built destination domain); larger guests allocate on demand.
+   */
+  readonly preallocPages?: number;
   readonly maxPageCount?: number;
 }
 
@@ -89,6 +94,21 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
   const attempts: AttemptRecord[] = [];
   let busy = false;
   let boundPort = opts.port;
+
+  let prealloc: PagedMemory | undefined;
+  if (opts.preallocPages) {
+    prealloc = new PagedMemory(opts.preallocPages);
+    prealloc.prefault();
+  }
+  let preallocDirty = false;
+  const createStore =
+    opts.createStore ??
+    ((h: StreamHeader): PageStore => {
+      if (!prealloc || h.pageCount > prealloc.pageCount) return new PagedMemory(h.pageCount);
+      if (preallocDirty) prealloc.clear();
+      preallocDirty = true;
+      return prealloc;
+    });
 
   return new Promise<ReceiverResult>((resolve, reject) => {
     let finished = false;
@@ -213,7 +233,7 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
           end({ peer, ok: false, code: 'bad_token', message: reason, bytes: 0 }, { t: 'refuse', reason });
           return;
         }
-        session = new ReceiverSession({ clock, createStore: opts.createStore, maxPageCount: opts.maxPageCount });
+        session = new ReceiverSession({ clock, createStore, maxPageCount: opts.maxPageCount });
         socket.write(encodeControl({ t: 'accept' }));
         log.info(`migration from ${peer} accepted`);
         const rest = reader.takeRest();

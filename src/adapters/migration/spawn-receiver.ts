@@ -23,6 +23,8 @@ export interface SpawnReceiverOptions {
   readonly tlsKey?: string;
   readonly token?: string;
   readonly once?: boolean;
+  /** Populate this much destination memory before listening (MiB). */
+  readonly preallocMiB?: number;
   readonly startTimeoutMs?: number;
 }
 
@@ -32,6 +34,7 @@ export function spawnReceiver(o: SpawnReceiverOptions = {}): Promise<SpawnedRece
   if (o.tlsCert) args.push('--tls-cert', o.tlsCert, '--tls-key', o.tlsKey!);
   if (o.token !== undefined) args.push('--token', o.token);
   if (o.once) args.push('--once');
+  if (o.preallocMiB) args.push('--prealloc-mib', String(o.preallocMiB));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

@@ -34,17 +34,20 @@ export interface ConnectOptions {
   readonly highWaterBytes?: number;
 }
 
+function tlsConnectOptions(host: string, port: number, t: TlsClientOptions): tls.ConnectionOptions {
+  // Only set keys that have values: an explicit `undefined` replaces Node's defaults.
+  const o: tls.ConnectionOptions = { host, port, rejectUnauthorized: !t.insecureSkipVerify };
+  if (t.ca !== undefined) o.ca = t.ca;
+  const servername = t.servername ?? (net.isIP(host) ? undefined : host);
+  if (servername !== undefined) o.servername = servername;
+  if (t.insecureSkipVerify) o.checkServerIdentity = () => undefined;
+  return o;
+}
+
 export async function connectTransport(opts: ConnectOptions): Promise<TcpTransport> {
   const timeoutMs = opts.connectTimeoutMs ?? 10_000;
   const socket: net.Socket = opts.tls
-    ? tls.connect({
-        host: opts.host,
-        port: opts.port,
-        ca: opts.tls.ca,
-        rejectUnauthorized: !opts.tls.insecureSkipVerify,
-        servername: opts.tls.servername ?? (net.isIP(opts.host) ? undefined : opts.host),
-        checkServerIdentity: opts.tls.insecureSkipVerify ? () => undefined : undefined,
-      })
+    ? tls.connect(tlsConnectOptions(opts.host, opts.port, opts.tls))
     : net.connect({ host: opts.host, port: opts.port });
   socket.setNoDelay(true);
   const where = `${opts.host}:${opts.port}`;

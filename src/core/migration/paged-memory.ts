@@ -50,6 +50,23 @@ export class PagedMemory implements PageStore {
     slab.set(src.subarray(srcOffset, srcOffset + PAGE), (gfn & (SLAB_PAGES - 1)) * PAGE);
   }
 
+  /**
+   * Allocates every slab and touches every page now, like a destination
+   * domain whose memory is populated when it is built (Xen restore): the page
+   * faults (≈2.7 µs per 4 KiB here) then happen before the stream, not in it.
+   */
+  prefault(): void {
+    for (let i = 0; i < this.slabs.length; i++) {
+      const slab = (this.slabs[i] ??= new Uint8Array(Math.min(SLAB_PAGES, this.pageCount - i * SLAB_PAGES) * PAGE));
+      for (let o = 0; o < slab.length; o += PAGE) slab[o] = 0;
+    }
+  }
+
+  /** Zeroes every allocated slab (a store reused after a failed attempt). */
+  clear(): void {
+    for (const s of this.slabs) s?.fill(0);
+  }
+
   /** Writes a zero page (no allocation if its slab is absent). */
   zeroPage(gfn: number): void {
     const slab = this.slabs[gfn >>> SLAB_SHIFT];
