@@ -8,7 +8,7 @@ import cliProgress from 'cli-progress';
 
 /** Renders rows under headers as a boxed table string. */
 export function renderTable(headers: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
-  const table = new Table({ head: [...headers], style: { head: [], border: [] } });
+  const table = new Table({ head: [...headers], style: { head: [], border: [], compact: true } });
   for (const row of rows) table.push(row.map((c) => (typeof c === 'number' ? formatNumber(c) : c)));
   return table.toString();
 }

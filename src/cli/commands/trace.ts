@@ -1,0 +1,92 @@
+/**
+ * `memvisor trace`: replays a trace (or workload) under one dirty-tracking
+ * mode with log-dirty rounds, and prints the rounds (table, or the contract's
+ * JSON: {mode, records, rounds[{records, dirty, fault_count, exits, cycles}], totals}).
+ */
+import type { ModeOptions } from '../../core/modes/dirty-mode.ts';
+import { createGuest, type Addressing } from '../../core/runner/guest.ts';
+import { replay, totalsOf, type Round } from '../../core/runner/replay.ts';
+import { TiB, GiB } from '../../core/units.ts';
+import { UsageError } from '../errors.ts';
+import { choiceFlag, intFlag, modeFlag, sizeFlag } from '../options.ts';
+import { Progress, renderTable } from '../output.ts';
+import { openSource } from '../source.ts';
+
+export interface TraceFlags {
+  mode?: string;
+  cleanEvery?: string;
+  vcpus?: string;
+  pageSize?: string;
+  addressing?: string;
+  mem?: string;
+  workload?: string;
+  count?: string;
+  seed?: string;
+  pmlFlush?: string;
+  armDirtySet?: string;
+  kvmManualProtect?: boolean;
+  kvmInitiallySet?: boolean;
+  ringEntries?: string;
+  json?: boolean;
+}
+
+export function modeOptionsFrom(f: TraceFlags): ModeOptions {
+  return {
+    pmlFlush: choiceFlag('--pml-flush', f.pmlFlush, ['on-demand', 'every-exit'] as const, 'on-demand'),
+    armDirtySet: choiceFlag('--arm-dirty-set', f.armDirtySet, ['bitmap', 'list'] as const, 'bitmap'),
+    kvmManualProtect: f.kvmManualProtect === true || f.kvmInitiallySet === true,
+    kvmInitiallySet: f.kvmInitiallySet === true,
+    ...(f.ringEntries !== undefined ? { ringEntries: intFlag('--ring-entries', f.ringEntries, 4096, 64, 1 << 20) } : {}),
+  };
+}
+
+export interface TraceRun {
+  readonly mode: string;
+  readonly records: number;
+  readonly rounds: Round[];
+  readonly totals: ReturnType<typeof totalsOf> & { tracking_bytes: number; host_bytes: number };
+}
+
+/** Runs one mode over the source; shared by `trace` and `compare`. */
+export async function traceOnce(file: string | undefined, f: TraceFlags, mode: string, progress: Progress): Promise<TraceRun> {
+  const isTrace = file !== undefined;
+  if (!isTrace && f.workload === undefined) throw new UsageError('give a trace file (or - for stdin), or --workload NAME');
+  const memBytes = sizeFlag('--mem', f.mem, isTrace ? TiB : GiB);
+  const vcpus = intFlag('--vcpus', f.vcpus, 1, 1, 256);
+  const cleanEvery = intFlag('--clean-every', f.cleanEvery, 100_000);
+  const addressing = choiceFlag<Addressing>('--addressing', f.addressing, ['identity', 'paged'], 'identity');
+  const pageSize = choiceFlag('--page-size', f.pageSize, ['4k', '2m'] as const, '4k');
+  const count = intFlag('--count', f.count, 1_000_000);
+  const seed = intFlag('--seed', f.seed, 1, 0);
+  const guest = createGuest({ memBytes, vcpus, mode, addressing, pageSize, modeOptions: modeOptionsFrom(f) });
+  const source = openSource({ trace: file, workload: f.workload, pageCount: memBytes / 4096, count, seed });
+  progress.start(mode, isTrace ? 0 : count);
+  const result = await replay(guest, source, {
+    cleanEvery,
+    onProgress: (n) => progress.update(n, isTrace ? 'records' : ''),
+    onRound: (r, i) => progress.line(`${mode} round ${i}: ${r.records} records, ${r.dirty} dirty, exits ${JSON.stringify(r.exits)}`),
+  });
+  progress.stop();
+  const totals = {
+    ...totalsOf(result.rounds),
+    tracking_bytes: guest.mode?.trackingBytes() ?? 0,
+    host_bytes: guest.domain.hostBytes,
+  };
+  return { mode, records: result.records, rounds: result.rounds, totals };
+}
+
+export async function traceCommand(file: string, f: TraceFlags): Promise<void> {
+  const mode = modeFlag(f.mode, 'ept-wp');
+  if (f.mode === undefined) throw new UsageError('--mode is required (one of: ept-wp, ept-pml, npt-wp, arm-wp, kvm-bitmap, kvm-ring)');
+  const run = await traceOnce(file === '' ? undefined : file, f, mode, new Progress(!f.json));
+  if (f.json) {
+    process.stdout.write(`${JSON.stringify(run)}\n`);
+    return;
+  }
+  const reasons = [...new Set(run.rounds.flatMap((r) => Object.keys(r.exits)))].sort();
+  const rows: (string | number)[][] = run.rounds.map((r, i) => [i, r.records, r.dirty, r.fault_count, ...reasons.map((k) => r.exits[k] ?? 0), r.cycles, r.harvest_cycles]);
+  const t = run.totals;
+  rows.push(['total', t.records, t.dirty, t.fault_count, ...reasons.map((k) => t.exits[k] ?? 0), t.cycles, t.harvest_cycles]);
+  process.stdout.write(`mode ${mode}: ${run.records} records, ${run.rounds.length} rounds\n`);
+  process.stdout.write(`${renderTable(['round', 'records', 'dirty', 'fault_count', ...reasons, 'cycles', 'harvest cycles'], rows)}\n`);
+}

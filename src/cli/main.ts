@@ -1,0 +1,60 @@
+/**
+ * The memvisor command line. Each command parses its flags once (options.ts)
+ * and runs the engine; errors end as one line on stderr (errors.ts).
+ */
+import { Command, Option } from 'commander';
+import { reportAndExit } from './errors.ts';
+
+const program = new Command();
+program
+  .name('memvisor')
+  .description('Hypervisor memory virtualization and live migration: EPT/NPT/ARM stage-2, walker, TLB, VM exits, log-dirty, migration over TCP.')
+  .showHelpAfterError('(run with --help for usage)');
+
+const modeHelp = 'dirty-tracking mode: ept-wp, ept-pml, npt-wp, arm-wp, kvm-bitmap, kvm-ring';
+
+function traceLikeOptions(c: Command): Command {
+  return c
+    .option('--clean-every <n>', 'records per log-dirty round (CLEAN after each)', undefined)
+    .option('--vcpus <n>', 'vCPUs (records are interleaved in quanta)')
+    .option('--page-size <size>', 'guest RAM mapped with 4k or 2m pages')
+    .option('--addressing <how>', 'identity (trace address = gpa) or paged (guest OS page tables)')
+    .option('--mem <size>', 'guest memory (default 1T for traces, sparse; 1G for workloads)')
+    .option('--workload <name>', 'synthetic workload instead of a trace: uniform, hotspot, zipf, sequential, read-mostly')
+    .option('--count <n>', 'accesses a synthetic workload makes')
+    .option('--seed <n>', 'seed for synthetic workloads')
+    .option('--pml-flush <when>', 'ept-pml: on-demand (Xen) or every-exit')
+    .option('--arm-dirty-set <how>', 'arm-wp: bitmap or list')
+    .option('--kvm-manual-protect', 'kvm-bitmap: GET then CLEAR in 64-page chunks')
+    .option('--kvm-initially-set', 'kvm-bitmap: manual protect with the bitmap initially all set')
+    .option('--ring-entries <n>', 'kvm-ring: entries per vCPU ring')
+    .option('--json', 'print one JSON object');
+}
+
+program
+  .command('run')
+  .description('run a workload or trace with no dirty tracking and print MMU statistics')
+  .option('--trace <file>', 'Valgrind lackey trace (plain or gzip, or - for stdin)')
+  .option('--workload <name>', 'uniform, hotspot, zipf, sequential, read-mostly')
+  .option('--mode <mode>', `optional ${modeHelp} (one round)`)
+  .option('--format <fmt>', 'p2m format when no mode is given: ept, npt, arm')
+  .option('--mem <size>', 'guest memory (default 1T for traces, 1G for workloads)')
+  .option('--vcpus <n>', 'vCPUs')
+  .option('--count <n>', 'accesses a synthetic workload makes (default 1,000,000)')
+  .option('--seed <n>', 'seed')
+  .option('--addressing <how>', 'identity or paged')
+  .option('--page-size <size>', '4k or 2m')
+  .option('--json', 'print one JSON object')
+  .action(async (opts) => (await import('./commands/run.ts')).runCommand(opts));
+
+traceLikeOptions(
+  program
+    .command('trace')
+    .description('replay a trace under one dirty-tracking mode, CLEAN every N records, print each round')
+    .argument('[file]', 'lackey trace (plain or gzip), or - for stdin', '')
+    .option('--mode <mode>', modeHelp),
+).action(async (file, opts) => (await import('./commands/trace.ts')).traceCommand(file, opts));
+
+program.addOption(new Option('--debug').hideHelp());
+
+program.parseAsync(process.argv).catch(reportAndExit);

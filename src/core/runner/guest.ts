@@ -1,0 +1,66 @@
+/**
+ * Builds a runnable guest: a Domain in the right p2m format, with the guest
+ * OS model attached under paged addressing, and a dirty-tracking mode
+ * installed when one is named. Used by `run`, `trace`, `compare`, `migrate`
+ * and the dashboard, so every command sets a guest up the same way.
+ */
+import { Domain } from '../domain/domain.ts';
+import type { GuestFaultAction, Vcpu } from '../domain/vcpu.ts';
+import type { DirtyMode, ModeOptions } from '../modes/dirty-mode.ts';
+import { modeEntry } from '../modes/registry.ts';
+import type { P2mFormatName } from '../p2m/p2m-format.ts';
+import { ORDER_2M, ORDER_4K } from '../units.ts';
+import { GuestOs } from '../workload/guest-os.ts';
+
+export type Addressing = 'identity' | 'paged';
+
+export interface GuestSetup {
+  /** Guest memory in bytes. */
+  readonly memBytes: number;
+  readonly vcpus: number;
+  /** Dirty-tracking mode name, or null for none (then `format` decides the p2m). */
+  readonly mode: string | null;
+  /** p2m format when no mode is named (default ept). */
+  readonly format?: P2mFormatName;
+  readonly modeOptions?: ModeOptions;
+  readonly addressing: Addressing;
+  /** Guest RAM mapped with 4 KiB or 2 MiB pages. */
+  readonly pageSize: '4k' | '2m';
+  /** Populate all guest memory up front (migration) or on first touch (traces). */
+  readonly populate?: 'on-demand' | 'up-front';
+}
+
+export interface Guest {
+  readonly domain: Domain;
+  readonly mode: DirtyMode | null;
+  readonly os: GuestOs | null;
+}
+
+export function createGuest(s: GuestSetup): Guest {
+  const entry = s.mode === null ? null : modeEntry(s.mode);
+  const domain = new Domain({
+    format: entry?.format ?? s.format ?? 'ept',
+    memBytes: s.memBytes,
+    vcpus: s.vcpus,
+    guestPaging: s.addressing === 'paged',
+    populateOrder: s.pageSize === '2m' ? ORDER_2M : ORDER_4K,
+    populate: s.populate ?? 'on-demand',
+  });
+  let os: GuestOs | null = null;
+  if (s.addressing === 'paged') {
+    const guestOs = new GuestOs(domain.memory);
+    os = guestOs;
+    const handler = {
+      handleGuestFault(_v: Vcpu, gva: number): GuestFaultAction {
+        return guestOs.handlePageFault(gva) ? 'retry' : 'crash';
+      },
+    };
+    for (const v of domain.vcpus) {
+      v.mmu.setCr3(guestOs.cr3);
+      v.guestFaultHandler = handler;
+    }
+  }
+  const mode = entry === null ? null : entry.create(domain, s.modeOptions ?? {});
+  if (mode !== null) domain.setPagingMode(mode);
+  return { domain, mode, os };
+}
