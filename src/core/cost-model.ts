@@ -40,6 +40,24 @@ export interface CostModel {
   readonly tlbFlush: number;
   /** Delivering a guest page fault to the guest's own handler and back. */
   readonly guestPageFault: number;
+
+  // ---- Log-dirty control plane (toolstack ops; counted in DirtyMode.controlCycles) ----
+  /** domain_pause: stop every vCPU synchronously (PEEK/CLEAN/ENABLE/OFF). */
+  readonly domainPause: number;
+  /** domain_unpause: wake the vCPUs again. */
+  readonly domainUnpause: number;
+  /** PEEK/CLEAN walk, per present trie leaf: copy 4 KiB to the caller's bitmap (and clear it on CLEAN). */
+  readonly logdirtyLeafCopy: number;
+  /** PEEK/CLEAN walk, per absent leaf slot in range: zero 4 KiB of the caller's bitmap (clear_guest). */
+  readonly logdirtyLeafZero: number;
+  /** p2m_change_entry_type_global, fixed part (take the p2m lock, walk the root, ept_sync_domain). */
+  readonly globalTypeChange: number;
+  /** Marking one present top-level entry for recalc (ept_invalidate_emt_subtree). */
+  readonly recalcMarkPerEntry: number;
+  /** Per-vCPU PML enable/disable (vmx_vcpu_enable_pml: log page, VMCS writes). */
+  readonly pmlVcpuToggle: number;
+  /** ARM list variant: appending one faulting IPA to the hypervisor's list at fault time. */
+  readonly dirtyListAppend: number;
 }
 
 export const DEFAULT_COSTS: CostModel = Object.freeze({
@@ -85,4 +103,23 @@ export const DEFAULT_COSTS: CostModel = Object.freeze({
   tlbFlush: 300,
   // Estimate: exception delivery + IRET (~200) plus a minimal guest #PF handler (~1,000).
   guestPageFault: 1200,
+  // Estimate: domain_pause → vcpu_sleep_sync on each vCPU (an IPI and a wait for the
+  // vCPU to leave guest context, ~2 µs on a 2-vCPU guest at 3 GHz); unpause is vcpu_wake.
+  domainPause: 6000,
+  domainUnpause: 1500,
+  // Estimate: copy_to_guest of 4 KiB at ~16 B/cycle (256) + map_domain_page and loop
+  // overhead (~200) + clear_page of the leaf on CLEAN (~100): 550.
+  logdirtyLeafCopy: 550,
+  // Estimate: clear_guest of 4 KiB at ~32 B/cycle plus loop overhead.
+  logdirtyLeafZero: 200,
+  // Estimate: p2m_lock + ept_change_entry_type_global's root walk (512 entries) + ept_sync_domain (INVEPT).
+  globalTypeChange: 2000,
+  // Estimate: read, set emt=MTRR_NUM_TYPES and recalc, write one entry.
+  recalcMarkPerEntry: 10,
+  // Estimate: paging-pool page allocation (~500) + vmx_vmcs_enter/exit and two VMCS writes (~1,500).
+  pmlVcpuToggle: 2000,
+  // Estimate: bounds check and one store to a hypervisor array (vs logdirtyMark's 4-level
+  // trie walk + test_and_set_bit); growth is amortised (doubling). The entries are marked
+  // into the trie at PEEK/CLEAN at logdirtyMark each, charged to the control plane.
+  dirtyListAppend: 10,
 });

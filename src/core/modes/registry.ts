@@ -1,9 +1,14 @@
 /**
  * CLI mode names → the p2m format they need and the factory that installs
- * them. Each mode's file registers itself here by one line.
+ * them (creates the mode and sets it as the domain's paging mode). Each mode
+ * is one entry here, importing its factory explicitly.
  */
 import type { P2mFormatName } from '../p2m/p2m-format.ts';
+import { createArmWp } from './arm-wp.ts';
 import { MODE_NAMES, type ModeFactory, type ModeName } from './dirty-mode.ts';
+import { createEptPml } from './ept-pml.ts';
+import { createEptWp } from './ept-wp.ts';
+import { createNptWp } from './npt-wp.ts';
 
 export interface ModeEntry {
   readonly name: ModeName;
@@ -13,7 +18,12 @@ export interface ModeEntry {
   readonly summary: string;
 }
 
-export const MODES: Partial<Record<ModeName, ModeEntry>> = {};
+export const MODES: Partial<Record<ModeName, ModeEntry>> = {
+  'ept-wp': { name: 'ept-wp', format: 'ept', create: createEptWp, summary: 'Xen HAP on EPT: write-protect faults, lazy global re-arm' },
+  'ept-pml': { name: 'ept-pml', format: 'ept', create: createEptPml, summary: 'Xen HAP on EPT with Intel PML: 512-entry per-vCPU logs' },
+  'npt-wp': { name: 'npt-wp', format: 'npt', create: createNptWp, summary: 'Xen HAP on AMD NPT: write-protect #NPF, lazy global re-arm' },
+  'arm-wp': { name: 'arm-wp', format: 'arm', create: createArmWp, summary: 'ARM stage-2 write-permission faults; dirty set as bitmap or list' },
+};
 
 export class UnknownModeError extends Error {
   readonly userFacing = true;
