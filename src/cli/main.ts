@@ -55,6 +55,47 @@ traceLikeOptions(
     .option('--mode <mode>', modeHelp),
 ).action(async (file, opts) => (await import('./commands/trace.ts')).traceCommand(file, opts));
 
+
+traceLikeOptions(
+  program
+    .command('compare')
+    .description('replay the same trace (or workload) under several modes and compare exits, hypervisor cycles and tracking memory')
+    .argument('[file]', 'lackey trace (plain or gzip), or - for stdin', '')
+    .option('--modes <list>', 'comma-separated modes (default: all)'),
+).action(async (file, opts) => (await import('./commands/compare.ts')).compareCommand(file, opts));
+
+traceLikeOptions(
+  program
+    .command('migrate')
+    .description('live-migrate a running guest to a receiver (started on loopback unless --to is given)')
+    .option('--trace <file>', 'drive the guest with a lackey trace')
+    .option('--mode <mode>', `${modeHelp} (default ept-pml)`)
+    .option('--policy <name>', 'stop policy: xen, xen-legacy, qemu, clark, adaptive (default xen)')
+    .option('--bandwidth <MiB/s>', 'modelled link bandwidth (virtual clock) or cap (real clock); default 1000')
+    .option('--latency <ms>', 'modelled one-way link latency (virtual clock); default 0.1')
+    .option('--dirty-rate <pages/s>', 'pages the workload writes per (virtual) second; default 20000')
+    .option('--downtime-limit <ms>', 'qemu and adaptive policies: downtime target (default 300)')
+    .option('--clock <clock>', 'virtual (modelled link, deterministic) or real (wall clock, real socket)')
+    .option('--fill <how>', 'random (a guest that has been running; default) or zero (freshly booted)')
+    .option('--to <host:port>', 'a receiver already listening (memvisor receive)')
+    .option('--tls', 'connect with TLS')
+    .option('--tls-ca <file>', 'CA certificate that signed the receiver\'s certificate')
+    .option('--insecure', 'with --tls: accept a self-signed receiver certificate without checking it')
+    .option('--token <secret>', 'shared token the receiver requires')
+    .option('--report <file.html>', 'write a self-contained HTML report of the run'),
+).action(async (opts) => (await import('./commands/migrate.ts')).migrateCommand(opts));
+
+program
+  .command('receive')
+  .description('receive a migration: listen, apply page batches, verify the final digest')
+  .requiredOption('--listen <host:port>', 'address to listen on (port 0 picks one)')
+  .option('--tls-cert <file>', 'TLS certificate (with --tls-key)')
+  .option('--tls-key <file>', 'TLS private key')
+  .option('--token <secret>', 'require this shared token from the sender')
+  .option('--once', 'exit after one migration (verified or not)')
+  .option('--json', 'print one JSON object per event')
+  .action(async (opts) => (await import('./commands/receive.ts')).receiveCommand(opts));
+
 program.addOption(new Option('--debug').hideHelp());
 
 program.parseAsync(process.argv).catch(reportAndExit);

@@ -58,7 +58,7 @@ export interface AccessSource {
    * never an empty batch. Synthetic sources also take an optional maxCount
    * (`fill(batch, n)`: at most n records) to pace them in virtual time.
    */
-  fill(batch: AccessBatch): Promise<boolean> | boolean;
+  fill(batch: AccessBatch, maxCount?: number): Promise<boolean> | boolean;
   /** Human name for messages and reports ("trace sort.lackey.gz", "uniform"). */
   readonly name: string;
 }

@@ -1,0 +1,103 @@
+/**
+ * `memvisor compare`: the same trace or workload under each dirty-tracking
+ * mode, one table — exits by reason, the hypervisor cycles tracking cost per
+ * million records (mode cycles minus an untracked baseline run on the same
+ * p2m format), cycles spent harvesting, and host memory the tracking
+ * structures hold. A mode may carry a variant after a colon:
+ * `ept-pml:every-exit`, `arm-wp:list`, `kvm-bitmap:manual`.
+ */
+import { MODE_NAMES } from '../../core/modes/dirty-mode.ts';
+import { modeEntry } from '../../core/modes/registry.ts';
+import { createGuest, type Addressing } from '../../core/runner/guest.ts';
+import { replay } from '../../core/runner/replay.ts';
+import { STAT_CYCLES } from '../../core/mmu/mmu-stats.ts';
+import { GiB, TiB } from '../../core/units.ts';
+import { UsageError } from '../errors.ts';
+import { choiceFlag, intFlag, sizeFlag } from '../options.ts';
+import { Progress, renderTable } from '../output.ts';
+import { openSource } from '../source.ts';
+import { traceOnce, type TraceFlags, type TraceRun } from './trace.ts';
+
+export interface CompareFlags extends TraceFlags {
+  modes?: string;
+}
+
+const DEFAULT_ROWS = ['ept-wp', 'ept-pml', 'ept-pml:every-exit', 'npt-wp', 'arm-wp', 'arm-wp:list', 'kvm-bitmap', 'kvm-bitmap:manual', 'kvm-ring'];
+
+const VARIANTS: Record<string, Partial<TraceFlags>> = {
+  'ept-pml:every-exit': { pmlFlush: 'every-exit' },
+  'ept-pml:on-demand': { pmlFlush: 'on-demand' },
+  'arm-wp:list': { armDirtySet: 'list' },
+  'arm-wp:bitmap': { armDirtySet: 'bitmap' },
+  'kvm-bitmap:manual': { kvmManualProtect: true },
+  'kvm-bitmap:initially-set': { kvmInitiallySet: true },
+};
+
+export async function compareCommand(file: string, f: CompareFlags): Promise<void> {
+  const rows = f.modes === undefined ? DEFAULT_ROWS : f.modes.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const r of rows) {
+    const base = r.split(':')[0]!;
+    if (!(MODE_NAMES as readonly string[]).includes(base) || (r.includes(':') && VARIANTS[r] === undefined)) {
+      throw new UsageError(`--modes: unknown mode '${r}' (expected ${MODE_NAMES.join(', ')}, or a variant: ${Object.keys(VARIANTS).join(', ')})`);
+    }
+  }
+  const progress = new Progress(!f.json);
+  const trace = file === '' ? undefined : file;
+  const baselines = new Map<string, number>();
+  const runs: { row: string; run: TraceRun; baseline: number }[] = [];
+  for (const row of rows) {
+    const base = row.split(':')[0]!;
+    const format = modeEntry(base).format;
+    if (!baselines.has(format)) baselines.set(format, await baselineCycles(trace, f, format, progress));
+    const run = await traceOnce(trace, { ...f, ...VARIANTS[row] }, base, progress);
+    runs.push({ row, run, baseline: baselines.get(format)! });
+    progress.line(`${row}: done`);
+  }
+  const records = runs[0]?.run.records ?? 0;
+  const perMillion = (c: number): number => (records > 0 ? Math.round((c / records) * 1e6) : 0);
+  const result = {
+    source: trace ?? `workload ${f.workload}`,
+    records,
+    clean_every: intFlag('--clean-every', f.cleanEvery, 100_000),
+    modes: runs.map(({ row, run, baseline }) => ({
+      mode: row,
+      rounds: run.rounds.length,
+      dirty_total: run.totals.dirty,
+      exits: run.totals.exits,
+      cycles: run.totals.cycles,
+      tracking_cycles: Math.max(0, run.totals.cycles - baseline),
+      tracking_cycles_per_million_records: perMillion(Math.max(0, run.totals.cycles - baseline)),
+      harvest_cycles: run.totals.harvest_cycles,
+      tracking_bytes: run.totals.tracking_bytes,
+    })),
+  };
+  if (f.json) {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return;
+  }
+  const reasons = [...new Set(result.modes.flatMap((m) => Object.keys(m.exits)))].sort();
+  process.stdout.write(`${result.source}: ${records} records, CLEAN every ${result.clean_every}\n`);
+  process.stdout.write(
+    `${renderTable(
+      ['mode', 'dirty', ...reasons, 'tracking cycles / M records', 'harvest cycles', 'tracking KiB'],
+      result.modes.map((m) => [m.mode, m.dirty_total, ...reasons.map((k) => m.exits[k] ?? 0), m.tracking_cycles_per_million_records, m.harvest_cycles, (m.tracking_bytes / 1024).toFixed(1)]),
+    )}\n`,
+  );
+}
+
+/** vCPU cycles of the same source with no dirty tracking, on `format`. */
+async function baselineCycles(trace: string | undefined, f: TraceFlags, format: 'ept' | 'npt' | 'arm', progress: Progress): Promise<number> {
+  const memBytes = sizeFlag('--mem', f.mem, trace !== undefined ? TiB : GiB);
+  const guest = createGuest({
+    memBytes,
+    vcpus: intFlag('--vcpus', f.vcpus, 1, 1, 256),
+    mode: null,
+    format,
+    addressing: choiceFlag<Addressing>('--addressing', f.addressing, ['identity', 'paged'], 'identity'),
+    pageSize: choiceFlag('--page-size', f.pageSize, ['4k', '2m'] as const, '4k'),
+  });
+  const source = openSource({ trace, workload: f.workload, pageCount: memBytes / 4096, count: intFlag('--count', f.count, 1_000_000), seed: intFlag('--seed', f.seed, 1, 0) });
+  progress.line(`baseline (${format}, no tracking)`);
+  await replay(guest, source, { cleanEvery: Infinity });
+  return guest.domain.totalStats()[STAT_CYCLES]!;
+}

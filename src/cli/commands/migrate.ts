@@ -1,0 +1,176 @@
+/**
+ * `memvisor migrate`: live-migrates a running guest to a receiver — one it
+ * starts itself as a separate process on loopback, or `--to host:port`.
+ * The guest is a real domain (p2m, walker, dirty-tracking mode) running a
+ * synthetic workload at `--dirty-rate` pages per second while pre-copy
+ * rounds, driven by the mode's log-dirty operations and the stop policy,
+ * move its memory; the destination verifies the final digest.
+ */
+import { readFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { createPolicy, POLICY_NAMES } from '../../core/migration/policy/registry.ts';
+import { linkModel } from '../../core/migration/link-model.ts';
+import type { MigrationResult, RoundStats } from '../../core/migration/sender.ts';
+import { Xoshiro128 } from '../../core/rng.ts';
+import { createGuest } from '../../core/runner/guest.ts';
+import { fillGuestRandom, MigratableDomain } from '../../core/runner/migratable-domain.ts';
+import { GiB, PAGE_SIZE } from '../../core/units.ts';
+import { createSyntheticWorkload } from '../../core/workload/synthetic.ts';
+import { migrateTo } from '../../adapters/migration/migrate-to.ts';
+import { spawnReceiver, type SpawnedReceiver } from '../../adapters/migration/spawn-receiver.ts';
+import { UsageError } from '../errors.ts';
+import { choiceFlag, intFlag, modeFlag, numberFlag, sizeFlag, workloadFlag } from '../options.ts';
+import { Progress, renderTable } from '../output.ts';
+import { parseHostPort } from '../parse-size.ts';
+import { modeOptionsFrom, type TraceFlags } from './trace.ts';
+
+export interface MigrateFlags extends TraceFlags {
+  trace?: string;
+  workload?: string;
+  policy?: string;
+  bandwidth?: string;
+  latency?: string;
+  dirtyRate?: string;
+  downtimeLimit?: string;
+  clock?: string;
+  fill?: string;
+  to?: string;
+  tls?: boolean;
+  tlsCa?: string;
+  insecure?: boolean;
+  token?: string;
+  report?: string;
+}
+
+export async function migrateCommand(f: MigrateFlags): Promise<void> {
+  if (f.trace !== undefined) {
+    throw new UsageError('--trace: migrating a trace-driven guest is not supported yet; use --workload NAME (uniform, hotspot, zipf, sequential, read-mostly)');
+  }
+  const workloadName = workloadFlag(f.workload ?? 'hotspot');
+  const memBytes = sizeFlag('--mem', f.mem, GiB);
+  const vcpus = intFlag('--vcpus', f.vcpus, 1, 1, 256);
+  const mode = modeFlag(f.mode, 'ept-pml');
+  const policyName = choiceFlag('--policy', f.policy, POLICY_NAMES, 'xen');
+  const bandwidth = numberFlag('--bandwidth', f.bandwidth, 1000, 0.001);
+  const latencyMs = numberFlag('--latency', f.latency, 0.1, 0);
+  const dirtyRate = intFlag('--dirty-rate', f.dirtyRate, 20_000, 0, 0xffffffff);
+  const downtimeLimitMs = numberFlag('--downtime-limit', f.downtimeLimit, 300, 0);
+  const clock = choiceFlag('--clock', f.clock, ['virtual', 'real'] as const, 'virtual');
+  const fill = choiceFlag('--fill', f.fill, ['random', 'zero'] as const, 'random');
+  const seed = intFlag('--seed', f.seed, 1, 0);
+  const pageSize = choiceFlag('--page-size', f.pageSize, ['4k', '2m'] as const, '4k');
+  const target = f.to === undefined ? null : parseHostPort(f.to, { flag: '--to' });
+  const progress = new Progress(!f.json);
+
+  // The source guest: memory populated up front and filled, the workload ready.
+  const guest = createGuest({
+    memBytes, vcpus, mode, addressing: 'identity', pageSize, modeOptions: modeOptionsFrom(f),
+    populate: fill === 'random' ? 'up-front' : 'on-demand',
+  });
+  const rng = new Xoshiro128(seed);
+  if (fill === 'random') fillGuestRandom(guest.domain, rng);
+  const pageCount = memBytes / PAGE_SIZE;
+  const workload = createSyntheticWorkload(workloadName, { pageCount, rng: new Xoshiro128(seed + 1) });
+  const source = new MigratableDomain({ domain: guest.domain, mode: guest.mode!, workload, accessesPerSecond: dirtyRate });
+
+  let receiver: SpawnedReceiver | null = null;
+  let host: string;
+  let port: number;
+  if (target === null) {
+    receiver = await spawnReceiver({ host: '127.0.0.1', once: true, ...(f.token !== undefined ? { token: f.token } : {}) });
+    host = receiver.host;
+    port = receiver.port;
+  } else {
+    host = target.host;
+    port = target.port;
+  }
+  progress.line(`migrating ${memBytes / GiB} GiB guest (${workloadName} at ${dirtyRate} pages/s, ${mode}, policy ${policyName}, ${clock} clock) to ${host}:${port}`, true);
+
+  let lastRound: RoundStats | null = null;
+  let result: MigrationResult;
+  try {
+    result = await migrateTo(source, {
+      host,
+      port,
+      ...(f.tls ? { tls: { ...(f.tlsCa ? { ca: readFileSync(f.tlsCa) } : {}), insecureSkipVerify: f.insecure === true } } : {}),
+      ...(f.token !== undefined ? { token: f.token } : {}),
+      policy: createPolicy(policyName, { downtimeLimitMs }),
+      clock,
+      link: linkModel(clock === 'real' && f.bandwidth === undefined ? Infinity : bandwidth, latencyMs),
+      observer: {
+        progress(round, done, total) {
+          if (done === 0 || total === 0) {
+            progress.start(`round ${round}`, total);
+          }
+          progress.update(done, detailFor(lastRound, bandwidth));
+        },
+        round(r) {
+          progress.stop();
+          progress.line(
+            `round ${r.round}${r.stop_and_copy ? ' (stop-and-copy)' : ''}: ${r.pages_sent} pages sent of ${r.dirty} dirty, ` +
+              `${(r.bytes / 1048576).toFixed(1)} MiB in ${r.duration_ms.toFixed(1)} ms, ${r.skipped} skipped, ${r.zero} zero`,
+            true,
+          );
+          lastRound = r;
+        },
+      },
+    });
+  } finally {
+    progress.stop();
+    if (receiver !== null) {
+      const done = await Promise.race([receiver.done, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+      if (done === null) receiver.kill();
+    }
+  }
+  const out = {
+    policy: result.policy,
+    clock: result.clock,
+    mode,
+    workload: workloadName,
+    dirty_rate: dirtyRate,
+    mem_bytes: memBytes,
+    rounds: result.rounds.map((r) => ({ round: r.round, pages_sent: r.pages_sent, dirty: r.dirty, bytes: r.bytes, duration_ms: r.duration_ms, skipped: r.skipped, zero: r.zero, stop_and_copy: r.stop_and_copy })),
+    downtime_ms: result.downtime_ms,
+    downtime_split: result.downtime_split,
+    total_ms: result.total_ms,
+    pages_sent: result.pages_sent,
+    bytes_sent: result.bytes_sent,
+    skipped: result.skipped,
+    zero_pages: result.zero_pages,
+    source_digest: result.source_digest,
+    dest_digest: result.dest_digest,
+    verified: result.verified,
+    bandwidth_mib_s: result.bandwidth_mib_s,
+    guest_accesses: source.accessesRun,
+  };
+  if (f.report !== undefined) {
+    const { renderReport } = await import('../../adapters/migration/report-html.ts');
+    writeFileSync(f.report, renderReport(result, { mode, workload: workloadName, dirtyRate, memBytes }));
+  }
+  if (f.json) {
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  } else {
+    const rows = out.rounds.map((r) => [r.round + (r.stop_and_copy ? ' (stop)' : ''), r.dirty, r.pages_sent, r.skipped, r.zero, (r.bytes / 1048576).toFixed(1), r.duration_ms.toFixed(1)]);
+    process.stdout.write(`${renderTable(['round', 'dirty', 'pages sent', 'skipped', 'zero', 'MiB', 'ms'], rows)}\n`);
+    process.stdout.write(
+      `${renderTable(['', ''], [
+        ['policy / clock', `${out.policy} / ${out.clock}`],
+        ['downtime (ms)', out.downtime_ms.toFixed(2)],
+        ['total (ms)', out.total_ms.toFixed(1)],
+        ['pages sent', out.pages_sent],
+        ['MiB sent', (out.bytes_sent / 1048576).toFixed(1)],
+        ['verified', out.verified ? 'yes (digests equal)' : 'NO'],
+        ['digest', out.source_digest],
+        ...(f.report !== undefined ? [['report', f.report]] : []),
+      ])}\n`,
+    );
+  }
+  if (!result.verified) process.exitCode = 1;
+}
+
+function detailFor(last: RoundStats | null, bandwidthMiBps: number): string {
+  if (last === null || last.duration_ms <= 0) return '';
+  const rate = last.dirty / (last.duration_ms / 1000);
+  const estDowntimeMs = ((last.dirty * PAGE_SIZE) / (bandwidthMiBps * 1048576)) * 1000;
+  return `| dirty rate ${Math.round(rate)} pages/s | est. downtime ${estDowntimeMs.toFixed(1)} ms`;
+}

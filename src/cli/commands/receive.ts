@@ -1,0 +1,51 @@
+/**
+ * `memvisor receive --listen host:port`: waits for a migration, applies its
+ * page batches (checking every checksum), verifies the final digest, and
+ * exits 0 once a migration verified (a failed attempt is reported and the
+ * receiver keeps listening for the sender's retry, unless --once).
+ */
+import { readFileSync } from 'node:fs';
+import { runReceiver } from '../../adapters/migration/receiver.ts';
+import { receiverResultJson } from '../../adapters/migration/receiver-main.ts';
+import { UsageError } from '../errors.ts';
+import { parseHostPort } from '../parse-size.ts';
+
+export interface ReceiveFlags {
+  listen: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  token?: string;
+  once?: boolean;
+  json?: boolean;
+}
+
+export async function receiveCommand(f: ReceiveFlags): Promise<void> {
+  const { host, port } = parseHostPort(f.listen, { flag: '--listen', allowPortZero: true });
+  if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  const tls = f.tlsCert !== undefined ? { cert: readCert('--tls-cert', f.tlsCert), key: readCert('--tls-key', f.tlsKey!) } : undefined;
+  const r = await runReceiver(
+    { host, port, tls, token: f.token, once: f.once === true },
+    {
+      logger: {
+        info: (m) => process.stderr.write(`receiver: ${m}\n`),
+        warn: (m) => process.stderr.write(`receiver: ${m}\n`),
+      },
+      onListening: (a) => {
+        if (f.json) process.stdout.write(`${JSON.stringify({ event: 'listening', host: a.host, port: a.port })}\n`);
+        else process.stderr.write(`receiver: listening on ${a.host}:${a.port}${tls ? ' (TLS)' : ''}\n`);
+      },
+    },
+  );
+  if (f.json) process.stdout.write(`${JSON.stringify(receiverResultJson(r))}\n`);
+  else if (r.verified) process.stdout.write(`verified: ${r.outcome!.pageCount} pages, digest ${r.outcome!.destDigest}\n`);
+  else process.stdout.write(`not verified${r.attempts.length ? `: ${r.attempts[r.attempts.length - 1]!.message}` : ''}\n`);
+  if (!r.verified) process.exitCode = 1;
+}
+
+function readCert(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new UsageError(`${flag}: cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * MigratableGuest over a real domain: the migration sender's view of a
+ * running guest. Log-dirty operations go to the installed DirtyMode (Xen
+ * ENABLE/CLEAN/OFF, or the KVM equivalents), pages are read through the
+ * p2m, and "the guest runs for T ns" means the workload issues
+ * rate × T accesses on the vCPUs (through the TLB, walker, exits and
+ * dirty tracking), paced exactly by AccessRate.
+ *
+ * Units: gfn 4 KiB frames; virtual ns; rate in pages (accesses) per second.
+ */
+import type { Domain } from '../domain/domain.ts';
+import type { MigratableGuest } from '../migration/migratable-guest.ts';
+import { LogDirtyRefusedError } from '../migration/migratable-guest.ts';
+import type { DirtyMode } from '../modes/dirty-mode.ts';
+import { STAT_COUNT } from '../mmu/mmu-stats.ts';
+import type { Rng } from '../rng.ts';
+import { PAGE_SIZE } from '../units.ts';
+import { AccessBatch, type AccessSource } from '../workload/access-batch.ts';
+import { AccessRate } from '../workload/access-rate.ts';
+
+export interface MigratableDomainOptions {
+  readonly domain: Domain;
+  readonly mode: DirtyMode;
+  /** The guest's workload: accesses it makes while migrating (synchronous sources only). */
+  readonly workload: AccessSource;
+  /** Accesses (page writes for write workloads) per virtual second. */
+  readonly accessesPerSecond: number;
+}
+
+/** Raised when the guest crashes while the sender lets it run. */
+export class GuestCrashedError extends Error {
+  readonly userFacing = true;
+  constructor(why: string) {
+    super(`the source guest crashed while running: ${why}`);
+    this.name = 'GuestCrashedError';
+  }
+}
+
+export class MigratableDomain implements MigratableGuest {
+  readonly pageCount: number;
+  readonly vcpuCount: number;
+  /** Accesses the guest made while migrating. */
+  accessesRun = 0;
+  private readonly domain: Domain;
+  private readonly mode: DirtyMode;
+  private readonly workload: AccessSource;
+  private readonly rate: AccessRate;
+  private readonly batch = new AccessBatch(4096);
+  private workloadEnded = false;
+
+  constructor(o: MigratableDomainOptions) {
+    this.domain = o.domain;
+    this.mode = o.mode;
+    this.workload = o.workload;
+    this.rate = new AccessRate(Math.round(o.accessesPerSecond));
+    this.pageCount = o.domain.memory.pageCount;
+    this.vcpuCount = o.domain.vcpus.length;
+  }
+
+  readPage(gfn: number, dst: Uint8Array, dstOffset: number): boolean {
+    return this.domain.memory.readPage(gfn, dst, dstOffset);
+  }
+
+  enableLogDirty(): void {
+    if (this.mode.enabled) throw new LogDirtyRefusedError('enable', 'EINVAL', 'log-dirty is already enabled');
+    this.mode.enable();
+  }
+
+  clean(bitmap: Uint32Array): { dirtyCount: number } {
+    return { dirtyCount: this.mode.harvest(bitmap).dirtyCount };
+  }
+
+  disableLogDirty(): void {
+    if (this.mode.enabled) this.mode.disable();
+  }
+
+  pause(): void {
+    this.domain.pause();
+  }
+
+  unpause(): void {
+    this.domain.unpause();
+  }
+
+  runGuestFor(virtualNs: number): void {
+    if (this.domain.pauseCount > 0) return;
+    let n = this.rate.accessesIn(Math.max(0, Math.round(virtualNs)));
+    const batch = this.batch;
+    while (n > 0 && !this.workloadEnded) {
+      const more = this.workload.fill(batch, Math.min(n, batch.capacity));
+      if (typeof more !== 'boolean') throw new TypeError('MigratableDomain needs a synchronous workload');
+      if (!more || batch.length === 0) {
+        this.workloadEnded = true;
+        break;
+      }
+      const end = Math.min(batch.length, n);
+      const next = this.domain.run(batch, 0, end);
+      if (next < end) throw new GuestCrashedError(this.domain.crashReason || `stopped at access ${batch.line[next]}`);
+      this.accessesRun += end;
+      n -= end;
+    }
+  }
+
+  /**
+   * The vCPUs' state as the migration stream carries it: per vCPU its id,
+   * CR3 and counters, little-endian. (Registers are not modelled.)
+   */
+  vcpuState(): Uint8Array {
+    const perVcpu = 8 + 8 + STAT_COUNT * 8;
+    const out = new Uint8Array(8 + perVcpu * this.vcpuCount);
+    const dv = new DataView(out.buffer);
+    dv.setUint32(0, this.vcpuCount, true);
+    dv.setUint32(4, this.domain.writeSeq >>> 0, true);
+    let off = 8;
+    for (const v of this.domain.vcpus) {
+      dv.setUint32(off, v.id, true);
+      dv.setFloat64(off + 8, v.mmu.cr3, true);
+      for (let k = 0; k < STAT_COUNT; k++) dv.setFloat64(off + 16 + k * 8, v.stats[k]!, true);
+      off += perVcpu;
+    }
+    return out;
+  }
+}
+
+/**
+ * Fills every guest page with non-zero pseudo-random data, as a guest that has
+ * been running would have (`--fill random`). One Rng draw seeds each page's
+ * xorshift stream, so 1 GiB fills in about a second.
+ */
+export function fillGuestRandom(domain: Domain, rng: Rng): void {
+  const page = new Uint8Array(PAGE_SIZE);
+  const words = new Uint32Array(page.buffer);
+  const n = domain.memory.pageCount;
+  for (let gfn = 0; gfn < n; gfn++) {
+    let x = rng.nextU32() | 1;
+    for (let i = 0; i < words.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      words[i] = x;
+    }
+    domain.memory.writePage(gfn, page, 0);
+  }
+}
