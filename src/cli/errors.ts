@@ -14,8 +14,11 @@ export const EXIT_INTERNAL = 2;
 
 /** Error classes whose message is written for users. */
 const USER_FACING = new Set([
-  'UsageError', 'TraceParseError', 'SizeParseError', 'LogDirtyOpError', 'StreamDecodeError', 'MigrationError',
-  'OutOfFramesError', 'GuestAddressError', 'TransportError', 'HandshakeError',
+  'UsageError', 'ArgParseError', 'TraceParseError', 'TraceReadError', 'SizeParseError', 'HostPortParseError',
+  'UnknownModeError', 'UnknownWorkloadError', 'UnknownPolicyError', 'DomainStateError', 'ReplayError',
+  'GuestCrashedError', 'OutOfFramesError', 'GuestAddressError', 'GuestMemoryError', 'LogDirtyRefusedError',
+  'MigrationFailedError', 'LinkLostError', 'ReceiverRejectedError', 'HandshakeRefusedError', 'StreamDecodeError',
+  'TransportError',
 ]);
 
 function isUserFacing(err: Error): boolean {

@@ -1,0 +1,108 @@
+/**
+ * The command-line contract, as an outside test would parse it: `trace
+ * --json` shape and round semantics, one-line errors with non-zero exits and
+ * no stack trace, `run` on the shared trace. Bounded in time.
+ */
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const BIN = join(ROOT, 'bin/memvisor.js');
+const SHARED_TRACE = resolve(ROOT, '../shared/traces/sort-2m.lackey.gz');
+
+function cli(args: string[], input?: string): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120_000, input, env: { ...process.env, MEMVISOR_DEBUG: '' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'memvisor-cli-'));
+/** 3 distinct stores in window 1 (one crossing a page boundary), 1 in window 2. */
+const small = join(dir, 'small.lackey');
+writeFileSync(
+  small,
+  [
+    '==1== Lackey, an example Valgrind tool',
+    'I  04000000,4',
+    ' S 10000000,8',
+    ' S 10000000,8',
+    ' M 10001ffc,8', // spans 0x10001000 and 0x10002000 pages
+    ' L 10005000,4',
+    ' S 10005000,4',
+    'I  04000004,4',
+    ' L 10000000,8',
+    '',
+  ].join('\n'),
+);
+
+describe('memvisor CLI contract', { timeout: 300_000 }, () => {
+  it('trace --json prints the contract object, one CLEAN per window and one after the partial window', () => {
+    for (const mode of ['ept-wp', 'ept-pml', 'npt-wp', 'arm-wp', 'kvm-bitmap', 'kvm-ring']) {
+      const r = cli(['trace', small, '--mode', mode, '--clean-every', '4', '--json']);
+      assert.equal(r.code, 0, `${mode}: ${r.stderr}`);
+      const o = JSON.parse(r.stdout);
+      assert.equal(o.mode, mode);
+      assert.equal(o.records, 8);
+      assert.deepEqual(o.rounds.map((x: { records: number }) => x.records), [4, 4]);
+      // Window 1 writes 0x10000, 0x10001, 0x10002 (crossing store); window 2 writes 0x10005.
+      assert.deepEqual(o.rounds.map((x: { dirty: number }) => x.dirty), [3, 1], mode);
+      for (const round of o.rounds) {
+        assert.equal(typeof round.fault_count, 'number');
+        assert.equal(typeof round.cycles, 'number');
+        assert.equal(typeof round.exits, 'object');
+      }
+      assert.equal(typeof o.totals, 'object');
+    }
+  });
+
+  it('a malformed trace line gets one error line naming file and line, exit 1, no stack', () => {
+    const bad = join(dir, 'bad.lackey');
+    writeFileSync(bad, 'I  04000000,4\n S 10000000,8\nX 1234,5\n');
+    const r = cli(['trace', bad, '--mode', 'ept-wp', '--json']);
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, '');
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, /bad\.lackey:3:/);
+    assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/);
+  });
+
+  it('gzip traces and stdin are read', () => {
+    const gz = join(dir, 'small.lackey.gz');
+    writeFileSync(gz, gzipSync(Buffer.from(' S 10000000,8\n S 20000000,8\n')));
+    const a = JSON.parse(cli(['trace', gz, '--mode', 'ept-wp', '--json']).stdout);
+    assert.equal(a.rounds[0].dirty, 2);
+    const b = JSON.parse(cli(['trace', '-', '--mode', 'kvm-ring', '--json'], ' S 10000000,8\n').stdout);
+    assert.equal(b.rounds[0].dirty, 1);
+  });
+
+  it('bad input: unknown mode, bad size, missing file — one line each, non-zero exit', () => {
+    const cases = [
+      { args: ['trace', small, '--mode', 'bogus'], re: /unknown value 'bogus'/ },
+      { args: ['run', '--workload', 'uniform', '--mem', '12X'], re: /--mem: cannot parse size '12X'/ },
+      { args: ['trace', join(dir, 'nope.lackey'), '--mode', 'ept-wp'], re: /nope\.lackey.*no such file/ },
+      { args: ['trace', small, '--mode', 'ept-wp', '--mem', '64M'], re: /small\.lackey:\d+: .*guest/ },
+    ];
+    for (const c of cases) {
+      const r = cli(c.args);
+      assert.notEqual(r.code, 0, c.args.join(' '));
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, c.re);
+    }
+  });
+
+  it('run --trace on the shared trace prints MMU statistics', { skip: !existsSync(SHARED_TRACE) }, () => {
+    const r = cli(['run', '--trace', SHARED_TRACE, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const o = JSON.parse(r.stdout);
+    assert.equal(o.records, 2_000_000);
+    assert.equal(o.stats.accesses, 2_000_000);
+    assert.equal(o.stats.tlb_hits + o.stats.tlb_misses >= 2_000_000, true);
+    assert.ok(o.exits.ept_violation > 0, 'populate-on-demand violations');
+    assert.ok(o.host_bytes < 64 * 1024 * 1024, 'sparse 1 TiB guest stays small');
+  });
+});
