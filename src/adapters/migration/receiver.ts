@@ -54,6 +54,8 @@ export interface ReceiverIo {
   readonly logger?: ReceiverLogger;
   readonly onListening?: (addr: { host: string; port: number }) => void;
   readonly clock?: Clock;
+  /** Called after every attempt, failed or not. */
+  readonly onAttempt?: (a: AttemptRecord) => void;
 }
 
 export interface AttemptRecord {
@@ -124,6 +126,7 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
     };
     const recordFailure = (a: AttemptRecord): void => {
       attempts.push(a);
+      io.onAttempt?.(a);
       log.warn(`migration attempt from ${a.peer} failed: ${a.message}`, { code: a.code, bytes: a.bytes });
       if (opts.once || (opts.maxAttempts !== undefined && attempts.length >= opts.maxAttempts)) finish({ verified: false });
     };

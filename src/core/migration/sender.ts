@@ -402,6 +402,9 @@ class Sender {
     if (this.vclock) {
       this.vclock.advanceNs(transferNs(bytes, this.rate) + (passEnd ? this.link.latencyNs : 0));
       if (drainNeeded) await this.transport.drain();
+      // Model time is unaffected, but waiting for the pass to leave means a
+      // lost link is noticed in the round it hit, not at the verdict.
+      if (passEnd) await this.transport.flush();
     } else {
       if (drainNeeded) await this.transport.drain();
       if (passEnd) await this.transport.flush();
