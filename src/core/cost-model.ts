@@ -58,6 +58,26 @@ export interface CostModel {
   readonly pmlVcpuToggle: number;
   /** ARM list variant: appending one faulting IPA to the hypervisor's list at fault time. */
   readonly dirtyListAppend: number;
+
+  // ---- KVM comparison modes (kvm-bitmap, kvm-ring; Linux arch/x86/kvm/mmu, virt/kvm) ----
+  /** KVM's fast_page_fault on a write-protected 4K SPTE: lockless walk, cmpxchg W on, mark dirty (vCPU). */
+  readonly kvmWriteFault: number;
+  /** mark_page_dirty_in_slot, bitmap flavour: set_bit_le in the memslot bitmap (vCPU). */
+  readonly kvmBitmapMark: number;
+  /** kvm_dirty_ring_push: write one 16-byte kvm_dirty_gfn and bump dirty_index (vCPU). */
+  readonly kvmRingPush: number;
+  /** KVM_RUN returning to the VMM with KVM_EXIT_DIRTY_RING_FULL and re-entering, on top of the VM exit. */
+  readonly kvmUserspaceExit: number;
+  /** One VM ioctl (KVM_GET_DIRTY_LOG, KVM_CLEAR_DIRTY_LOG, KVM_RESET_DIRTY_RINGS): syscall, dispatch, slots_lock. */
+  readonly kvmIoctl: number;
+  /** KVM_GET_DIRTY_LOG / CLEAR, per 64-bit word of the memslot bitmap scanned (read, xchg, copy_to_user). */
+  readonly kvmBitmapPerWord: number;
+  /** Re-protecting one page by mask (kvm_arch_mmu_enable_log_dirty_pt_masked → TDP MMU walk + clear W). */
+  readonly kvmProtectPerPage: number;
+  /** kvm_mmu_slot_remove_write_access, per present leaf SPTE walked in order (enabling dirty logging). */
+  readonly kvmSlotProtectPerEntry: number;
+  /** The VMM reading one ring entry and setting its bit (QEMU kvm_dirty_ring_reap_one). */
+  readonly kvmRingReapPerEntry: number;
 }
 
 export const DEFAULT_COSTS: CostModel = Object.freeze({
@@ -122,4 +142,26 @@ export const DEFAULT_COSTS: CostModel = Object.freeze({
   // trie walk + test_and_set_bit); growth is amortised (doubling). The entries are marked
   // into the trie at PEEK/CLEAN at logdirtyMark each, charged to the control plane.
   dirtyListAppend: 10,
+  // Estimate: KVM's fast page fault path (arch/x86/kvm/mmu/mmu.c fast_page_fault: lockless
+  // TDP walk, one cmpxchg, mark_page_dirty_in_slot) avoids mmu_lock and the slow path; we
+  // take 1,000, well under Xen's writeFaultHandling (trie mark + p2m_change_type_one).
+  kvmWriteFault: 1000,
+  // Estimate: one set_bit_le on a cached bitmap word.
+  kvmBitmapMark: 20,
+  // Estimate: a 16-byte store to the mmap'ed ring, smp_wmb, index increment.
+  kvmRingPush: 40,
+  // Estimate: leaving KVM_RUN for the VMM thread and issuing KVM_RUN again (two kernel/user
+  // transitions, vcpu_put/vcpu_load, the VMM's exit dispatch): a few microseconds.
+  kvmUserspaceExit: 8000,
+  // Estimate: ioctl syscall entry/exit (~300), kvm_vm_ioctl dispatch, copy_from_user of the
+  // argument, slots_lock / mmu_lock (~1,200).
+  kvmIoctl: 1500,
+  // Estimate: a sequential scan of 8 bytes plus an occasional xchg and copy_to_user.
+  kvmBitmapPerWord: 2,
+  // Estimate: a TDP-iterator walk to the 4K SPTE (mostly cached) and an atomic clear of W.
+  kvmProtectPerPage: 150,
+  // Estimate: the slot-wide write-protect walks leaf SPTEs in order: one atomic update each.
+  kvmSlotProtectPerEntry: 15,
+  // Estimate: read 16 bytes, test the flags, set a bit in the VMM's bitmap, store RESET.
+  kvmRingReapPerEntry: 30,
 });

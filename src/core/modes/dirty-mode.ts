@@ -39,6 +39,8 @@ export interface ModeOptions {
   readonly kvmManualProtect?: boolean;
   /** kvm-bitmap with manual protect: KVM_DIRTY_LOG_INITIALLY_SET. */
   readonly kvmInitiallySet?: boolean;
+  /** kvm-bitmap with manual protect: pages per KVM_CLEAR_DIRTY_LOG call (a multiple of 64; default 64). */
+  readonly kvmClearChunkPages?: number;
   /** kvm-ring: entries per vCPU ring (power of two). */
   readonly ringEntries?: number;
 }

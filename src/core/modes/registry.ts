@@ -8,6 +8,8 @@ import { createArmWp } from './arm-wp.ts';
 import { MODE_NAMES, type ModeFactory, type ModeName } from './dirty-mode.ts';
 import { createEptPml } from './ept-pml.ts';
 import { createEptWp } from './ept-wp.ts';
+import { createKvmBitmap } from './kvm-bitmap.ts';
+import { createKvmRing } from './kvm-ring.ts';
 import { createNptWp } from './npt-wp.ts';
 
 export interface ModeEntry {
@@ -23,6 +25,8 @@ export const MODES: Partial<Record<ModeName, ModeEntry>> = {
   'ept-pml': { name: 'ept-pml', format: 'ept', create: createEptPml, summary: 'Xen HAP on EPT with Intel PML: 512-entry per-vCPU logs' },
   'npt-wp': { name: 'npt-wp', format: 'npt', create: createNptWp, summary: 'Xen HAP on AMD NPT: write-protect #NPF, lazy global re-arm' },
   'arm-wp': { name: 'arm-wp', format: 'arm', create: createArmWp, summary: 'ARM stage-2 write-permission faults; dirty set as bitmap or list' },
+  'kvm-bitmap': { name: 'kvm-bitmap', format: 'ept', create: createKvmBitmap, summary: 'KVM memslot dirty bitmap on EPT write protection: GET, or manual-protect CLEAR in 64-page chunks' },
+  'kvm-ring': { name: 'kvm-ring', format: 'ept', create: createKvmRing, summary: 'KVM per-vCPU dirty ring on EPT write protection, reaped and reset on dirty_ring_full' },
 };
 
 export class UnknownModeError extends Error {

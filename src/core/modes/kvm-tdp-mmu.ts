@@ -1,0 +1,245 @@
+/**
+ * KVM's x86 TDP MMU as the KVM comparison modes (kvm-bitmap, kvm-ring) see it:
+ * the exit side (write faults on write-protected SPTEs) and the
+ * KvmWriteProtector the memslot bitmap and the dirty rings call to re-arm
+ * tracking. The toolstack side (GET/CLEAR, ring harvest/reset) is in each
+ * mode's file.
+ *
+ * Model, on the EPT format (Linux arch/x86/kvm/mmu/{mmu.c,tdp_mmu.c,spte.c}):
+ *  - one memslot (id 0, KVM_LOG_SLOT) covers guest memory [0, pageCount);
+ *  - a write-protected SPTE is a p2m entry of type ram_logdirty (read/execute
+ *    only), re-protected *eagerly*, page by page, with p2m_change_type_one
+ *    (never the p2m's lazy recalc marks: KVM has no EPT-misconfig re-arm, so
+ *    these modes take no ept_misconfig exits);
+ *  - KVM_MEM_LOG_DIRTY_PAGES on (without INITIALLY_SET):
+ *    kvm_mmu_slot_remove_write_access over every present SPTE;
+ *  - the write fault (fast_page_fault): log the gfn (the mode's logWrite: bitmap
+ *    bit or ring push), make that 4K SPTE writable, retry. Relaxing a permission
+ *    needs no TLB flush (a stale read-only TLB entry only makes the CPU walk
+ *    again), so none is done;
+ *  - re-protection by mask (kvm_arch_mmu_enable_log_dirty_pt_masked) from
+ *    GET/CLEAR/ring reset, then one remote TLB flush per batch;
+ *  - superpages: eager split (KVM's default eager_page_split=Y). A superpage is
+ *    split when tracking first covers it: at enable (kvm_mmu_slot_try_split_huge_pages),
+ *    or, with INITIALLY_SET, at the first CLEAR over it (KVM splits the cleared
+ *    range, kvm_mmu_try_split_huge_pages). Frames populated while tracking is
+ *    armed come in write-protected (the p2m's logdirty_ranges covers the slot:
+ *    used only as the type of new entries, no entry is ever marked), a 2 MiB
+ *    block as one write-protected superpage, split on its first write as KVM's
+ *    fault path does (tdp_mmu_split_huge_page); its 511 siblings stay protected;
+ *  - a write fault on a page not yet populated populates it and logs it in the
+ *    same exit (make_spte → mark_page_dirty_in_slot); a read maps it protected;
+ *  - no PML (as with kvm_intel.pml=0 or on AMD): every first write to a page in
+ *    a window is one EPT violation.
+ *
+ * Costs: exit-side work is charged to the faulting vCPU; re-protection, GET/CLEAR
+ * and ring resets done by the toolstack go to `controlCycles` (cost-model.ts).
+ *
+ * Invariant: no write is lost. A page is made writable only in the fault that
+ * logs it; it is logged again only after its log entry was harvested and the
+ * page re-protected (the bitmap bit cleared, or the ring entry reset).
+ */
+import type { Domain } from '../domain/domain.ts';
+import { DefaultPagingMode } from '../domain/paging-mode.ts';
+import type { Vcpu } from '../domain/vcpu.ts';
+import { popcount32 } from '../logdirty/dirty-trie.ts';
+import type { KvmWriteProtector } from '../logdirty/kvm-write-protect.ts';
+import type { ExitAction, ExitInfo } from '../mmu/exit-info.ts';
+import type { P2mLookup } from '../p2m/p2m.ts';
+import { P2mType, PERM_W } from '../p2m/p2m-type.ts';
+import type { DirtyMode, HarvestResult, ModeName } from './dirty-mode.ts';
+import { DirtyModeError } from './hap-log-dirty.ts';
+
+/** The one memslot the KVM modes register (as_id 0, id 0). */
+export const KVM_LOG_SLOT = 0;
+
+/** Counters of the KVM MMU side, sampled by tests and reports. */
+export interface KvmMmuStats {
+  /** Write faults on a protected page handled (fast_page_fault). */
+  writeFaults: number;
+  /** Pages write-protected again (by mask or slot-wide). */
+  pagesProtected: number;
+  /** Superpages split (eager, or on a write). */
+  superpageSplits: number;
+  /** Remote TLB flushes after a re-protection batch. */
+  tlbFlushes: number;
+}
+
+export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode, KvmWriteProtector {
+  override readonly name: ModeName;
+  readonly format = 'ept' as const;
+  /** Pages in the memslot (= guest pages). */
+  readonly npages: number;
+  controlCycles = 0;
+  readonly mmuStats: KvmMmuStats = { writeFaults: 0, pagesProtected: 0, superpageSplits: 0, tlbFlushes: 0 };
+  /** KVM_MEM_LOG_DIRTY_PAGES is set on the slot. */
+  protected logging = false;
+  /** Whether new frames come in write-protected (tracking armed on the slot). */
+  private armed = false;
+  // Mask being applied by protectMasked (read by protectVisit: no closure per call).
+  private maskOffset = 0;
+  private maskLo = 0;
+  private maskHi = 0;
+  private readonly protectVisit: (gfn: number, r: P2mLookup) => void;
+  private readonly protectAllVisit: (gfn: number, r: P2mLookup) => void;
+  private savedHook: (() => void) | null = null;
+  private savedFlushes = 0;
+  private savedSplits = 0;
+
+  constructor(readonly domain: Domain, name: ModeName) {
+    super();
+    if (domain.format.name !== 'ept') {
+      throw new DirtyModeError(`mode ${name} needs an ept p2m, but domain ${domain.id} uses ${domain.format.name}`);
+    }
+    this.name = name;
+    this.npages = domain.memory.pageCount;
+    const p2m = domain.p2m;
+    this.protectVisit = (gfn, r) => {
+      const i = gfn - this.maskOffset;
+      const bit = i < 32 ? (this.maskLo >>> i) & 1 : (this.maskHi >>> (i - 32)) & 1;
+      if (bit === 0 || r.type !== P2mType.RamRw) return;
+      if (p2m.changeTypeOne(gfn, P2mType.RamRw, P2mType.RamLogdirty)) this.mmuStats.pagesProtected++;
+    };
+    this.protectAllVisit = (gfn, r) => {
+      this.controlCycles += this.domain.costs.kvmSlotProtectPerEntry;
+      if (r.type !== P2mType.RamRw) return;
+      if (p2m.changeTypeOne(gfn, P2mType.RamRw, P2mType.RamLogdirty)) this.mmuStats.pagesProtected++;
+    };
+  }
+
+  attach(domain: Domain): void {
+    if (domain !== this.domain) throw new DirtyModeError(`mode ${this.name} was made for domain ${this.domain.id}, not ${domain.id}`);
+  }
+
+  get enabled(): boolean {
+    return this.logging;
+  }
+
+  abstract enable(): void;
+  abstract peek(bitmap: Uint32Array | null): HarvestResult;
+  abstract harvest(bitmap: Uint32Array | null): HarvestResult;
+  abstract disable(): void;
+  abstract trackingBytes(): number;
+
+  // ---------------------------------------------------------------- exit side
+
+  /** Records a write to gfn in the mode's log (bitmap bit, ring entry), charging the vCPU. */
+  protected abstract logWrite(vcpu: Vcpu, gfn: number): void;
+
+  /** Requests checked before VM entry (vcpu_enter_guest); the ring's soft-full exit. */
+  protected beforeReentry(_vcpu: Vcpu): void {}
+
+  override handleViolation(vcpu: Vcpu, exit: ExitInfo): ExitAction {
+    const mem = vcpu.domain.memory;
+    const before = mem.populatedFrames;
+    const action = super.handleViolation(vcpu, exit);
+    if (action !== 'retry' || mem.populatedFrames === before || (exit.access & PERM_W) === 0) return action;
+    // A write fault on a fresh frame maps it and logs it in the same exit.
+    const r = this.r;
+    if (vcpu.domain.p2m.lookup(exit.gfn, r) && r.type === P2mType.RamLogdirty) return this.logDirtyWrite(vcpu, exit.gfn, r.order);
+    return action;
+  }
+
+  /** fast_page_fault on a write-protected SPTE (the default path's write to ram_logdirty). */
+  override logDirtyWrite(vcpu: Vcpu, gfn: number, order: number): ExitAction {
+    const costs = vcpu.domain.costs;
+    if (this.logging) this.logWrite(vcpu, gfn);
+    const p2m = vcpu.domain.p2m;
+    if (order === 0) {
+      this.quietBegin();
+      p2m.changeTypeOne(gfn, P2mType.RamLogdirty, P2mType.RamRw);
+      this.quietEnd();
+    } else {
+      // Huge SPTE: split (children keep write protection), then the 4K page goes writable; flushed.
+      p2m.changeTypeOne(gfn, P2mType.RamLogdirty, P2mType.RamRw);
+      this.mmuStats.superpageSplits++;
+    }
+    this.mmuStats.writeFaults++;
+    vcpu.chargeCycles(costs.kvmWriteFault + (order > 0 ? costs.superpageSplit : 0));
+    if (this.logging) this.beforeReentry(vcpu);
+    return 'retry';
+  }
+
+  // ---------------------------------------------------------------- KvmWriteProtector
+
+  protectMasked(slot: number, offset: number, maskLo: number, maskHi: number): void {
+    if (slot !== KVM_LOG_SLOT || (maskLo | maskHi) === 0) return;
+    const last = offset + (maskHi !== 0 ? 63 - Math.clz32(maskHi) : 31 - Math.clz32(maskLo));
+    if (last >= this.npages) return; // kvm_reset_dirty_gfn ignores a mask past the slot's end
+    const p2m = this.domain.p2m;
+    this.controlCycles += (popcount32(maskLo) + popcount32(maskHi)) * this.domain.costs.kvmProtectPerPage;
+    if (offset > p2m.maxMappedGfn) return;
+    this.maskOffset = offset;
+    this.maskLo = maskLo;
+    this.maskHi = maskHi;
+    this.quietBegin();
+    p2m.forEachMapped(offset, last + 1, this.protectVisit);
+    this.quietEnd();
+  }
+
+  protectSlot(slot: number): void {
+    if (slot !== KVM_LOG_SLOT) return;
+    const p2m = this.domain.p2m;
+    this.quietBegin();
+    p2m.forEachMapped(0, Math.min(this.npages, p2m.maxMappedGfn + 1), this.protectAllVisit);
+    this.quietEnd();
+  }
+
+  flushTlbs(_slot?: number): void {
+    this.mmuStats.tlbFlushes++;
+    this.domain.p2m.flush();
+  }
+
+  // ---------------------------------------------------------------- helpers for the modes
+
+  /** New frames in the slot come in write-protected from now on (tracking armed). */
+  protected armNewFrames(): void {
+    if (this.armed) return;
+    this.domain.p2m.logdirtyRanges.add(0, this.npages - 1);
+    this.armed = true;
+  }
+
+  /** New frames come in writable again (logging off). Pages still protected unprotect on their next write, unlogged. */
+  protected disarmNewFrames(): void {
+    if (!this.armed) return;
+    this.domain.p2m.logdirtyRanges.remove(0, this.npages - 1);
+    this.armed = false;
+  }
+
+  protected requireLogging(op: string): void {
+    if (!this.logging) {
+      throw new DirtyModeError(`${this.name}: ${op} on domain ${this.domain.id}, but dirty logging is not enabled; enable it first`);
+    }
+  }
+
+  protected checkBitmap(op: string, bitmap: Uint32Array | null): void {
+    if (bitmap !== null && bitmap.length * 32 < this.npages) {
+      throw new DirtyModeError(`${this.name}: ${op} bitmap holds ${bitmap.length * 32} bits, the guest has ${this.npages} pages`);
+    }
+  }
+
+  /**
+   * Batches p2m rewrites without a TLB flush per entry (the caller flushes once,
+   * as KVM does per batch): the p2m's flush hook is held and its counter restored;
+   * superpage splits made meanwhile are counted and charged.
+   */
+  private quietBegin(): void {
+    const p2m = this.domain.p2m;
+    this.savedHook = p2m.onFlush;
+    this.savedFlushes = p2m.stats.flushes;
+    this.savedSplits = p2m.stats.superpageSplits;
+    p2m.onFlush = null;
+  }
+
+  private quietEnd(): void {
+    const p2m = this.domain.p2m;
+    p2m.onFlush = this.savedHook;
+    p2m.stats.flushes = this.savedFlushes;
+    this.savedHook = null;
+    const splits = p2m.stats.superpageSplits - this.savedSplits;
+    if (splits > 0) {
+      this.mmuStats.superpageSplits += splits;
+      this.controlCycles += splits * this.domain.costs.superpageSplit;
+    }
+  }
+}
