@@ -1,0 +1,16 @@
+export * from './migratable-guest.ts';
+export * from './errors.ts';
+export * from './link-model.ts';
+export * from './transport.ts';
+export * from './sender.ts';
+export * from './receiver-session.ts';
+export * from './paged-memory.ts';
+export * from './digest.ts';
+export * from './control.ts';
+export * from './policy/stop-policy.ts';
+export * from './policy/registry.ts';
+export { xenPolicy } from './policy/xen.ts';
+export { xenLegacyPolicy } from './policy/xen-legacy.ts';
+export { qemuPolicy } from './policy/qemu.ts';
+export { clarkPolicy } from './policy/clark.ts';
+export { adaptivePolicy } from './policy/adaptive.ts';
