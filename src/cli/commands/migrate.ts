@@ -63,6 +63,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   const progress = new Progress(!f.json);
 
   // The source guest: memory populated up front and filled, the workload ready.
+  progress.line(`preparing a ${formatBytes(memBytes)} source guest (${fill} fill)`, true);
   const guest = createGuest({
     memBytes, vcpus, mode, addressing: 'identity', pageSize, modeOptions: modeOptionsFrom(f),
     populate: fill === 'random' ? 'up-front' : 'on-demand',
@@ -77,14 +78,15 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   let host: string;
   let port: number;
   if (target === null) {
-    receiver = await spawnReceiver({ host: '127.0.0.1', once: true, ...(f.token !== undefined ? { token: f.token } : {}) });
+    progress.line('starting the receiver process on loopback', true);
+    receiver = await spawnReceiver({ host: '127.0.0.1', once: true, preallocMiB: Math.ceil(memBytes / 1048576), ...(f.token !== undefined ? { token: f.token } : {}) });
     host = receiver.host;
     port = receiver.port;
   } else {
     host = target.host;
     port = target.port;
   }
-  progress.line(`migrating ${memBytes / GiB} GiB guest (${workloadName} at ${dirtyRate} pages/s, ${mode}, policy ${policyName}, ${clock} clock) to ${host}:${port}`, true);
+  progress.line(`migrating the ${formatBytes(memBytes)} guest (${workloadName} at ${dirtyRate} pages/s, ${mode}, policy ${policyName}, ${clock} clock) to ${host}:${port}`, true);
 
   let lastRound: RoundStats | null = null;
   let result: MigrationResult;
@@ -118,7 +120,9 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   } finally {
     progress.stop();
     if (receiver !== null) {
-      const done = await Promise.race([receiver.done, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+      let timer: NodeJS.Timeout | undefined;
+      const done = await Promise.race([receiver.done, new Promise<null>((r) => (timer = setTimeout(() => r(null), 10_000)))]);
+      clearTimeout(timer);
       if (done === null) receiver.kill();
     }
   }
@@ -166,6 +170,10 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
     );
   }
   if (!result.verified) process.exitCode = 1;
+}
+
+function formatBytes(n: number): string {
+  return n >= GiB ? `${n / GiB} GiB` : `${n / 1048576} MiB`;
 }
 
 function detailFor(last: RoundStats | null, bandwidthMiBps: number): string {

@@ -128,17 +128,23 @@ export class MigratableDomain implements MigratableGuest {
  * xorshift stream, so 1 GiB fills in about a second.
  */
 export function fillGuestRandom(domain: Domain, rng: Rng): void {
-  const page = new Uint8Array(PAGE_SIZE);
-  const words = new Uint32Array(page.buffer);
-  const n = domain.memory.pageCount;
+  const mem = domain.memory;
+  const pool = domain.pool;
+  const n = mem.pageCount;
   for (let gfn = 0; gfn < n; gfn++) {
-    let x = rng.nextU32() | 1;
-    for (let i = 0; i < words.length; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      words[i] = x;
-    }
-    domain.memory.writePage(gfn, page, 0);
+    const mfn = mem.frameOf(gfn) >= 0 ? mem.frameOf(gfn) : mem.populate(gfn);
+    fillFrame(pool.wordsOf(mfn), pool.wordOffset(mfn), rng.nextU32() | 1);
+  }
+}
+
+/** One page of xorshift32 output, written straight into the host frame (int32 math only). */
+function fillFrame(words: Uint32Array, base: number, seed: number): void {
+  let x = seed | 0;
+  const end = base + PAGE_SIZE / 4;
+  for (let i = base; i < end; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    words[i] = x;
   }
 }
