@@ -45,7 +45,9 @@ import type { Vcpu } from '../domain/vcpu.ts';
 import { popcount32 } from '../logdirty/dirty-trie.ts';
 import type { KvmWriteProtector } from '../logdirty/kvm-write-protect.ts';
 import type { ExitAction, ExitInfo } from '../mmu/exit-info.ts';
+import { STAT_TLB_FLUSHES } from '../mmu/mmu-stats.ts';
 import type { P2mLookup } from '../p2m/p2m.ts';
+import { P2M_ROOT_LEVEL, levelIndex, levelSpan } from '../p2m/p2m-format.ts';
 import { P2mType, PERM_W } from '../p2m/p2m-type.ts';
 import type { DirtyMode, HarvestResult, ModeName } from './dirty-mode.ts';
 import { DirtyModeError } from './hap-log-dirty.ts';
@@ -85,6 +87,14 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
   private savedHook: (() => void) | null = null;
   private savedFlushes = 0;
   private savedSplits = 0;
+  /** A page was write-protected since the last TLB flush. */
+  private protectedSinceFlush = false;
+  // The last region found unmapped by unmapped(), and the p2m shape it was found under.
+  private emptyFrom = 0;
+  private emptyTo = 0;
+  private emptyKeyTables = -1;
+  private emptyKeyMax = -1;
+  private emptyKeyPopulated = -1;
 
   constructor(readonly domain: Domain, name: ModeName) {
     super();
@@ -98,12 +108,18 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
       const i = gfn - this.maskOffset;
       const bit = i < 32 ? (this.maskLo >>> i) & 1 : (this.maskHi >>> (i - 32)) & 1;
       if (bit === 0 || r.type !== P2mType.RamRw) return;
-      if (p2m.changeTypeOne(gfn, P2mType.RamRw, P2mType.RamLogdirty)) this.mmuStats.pagesProtected++;
+      if (p2m.changeTypeOne(gfn, P2mType.RamRw, P2mType.RamLogdirty)) {
+        this.mmuStats.pagesProtected++;
+        this.protectedSinceFlush = true;
+      }
     };
     this.protectAllVisit = (gfn, r) => {
       this.controlCycles += this.domain.costs.kvmSlotProtectPerEntry;
       if (r.type !== P2mType.RamRw) return;
-      if (p2m.changeTypeOne(gfn, P2mType.RamRw, P2mType.RamLogdirty)) this.mmuStats.pagesProtected++;
+      if (p2m.changeTypeOne(gfn, P2mType.RamRw, P2mType.RamLogdirty)) {
+        this.mmuStats.pagesProtected++;
+        this.protectedSinceFlush = true;
+      }
     };
   }
 
@@ -168,7 +184,7 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
     if (last >= this.npages) return; // kvm_reset_dirty_gfn ignores a mask past the slot's end
     const p2m = this.domain.p2m;
     this.controlCycles += (popcount32(maskLo) + popcount32(maskHi)) * this.domain.costs.kvmProtectPerPage;
-    if (offset > p2m.maxMappedGfn) return;
+    if (offset > p2m.maxMappedGfn || this.unmapped(offset)) return;
     this.maskOffset = offset;
     this.maskLo = maskLo;
     this.maskHi = maskHi;
@@ -185,9 +201,64 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
     this.quietEnd();
   }
 
+  /**
+   * kvm_flush_remote_tlbs(_memslot). KVM flushes after every batch that cleared
+   * a bit, even when no SPTE changed (e.g. CLEARs over unpopulated memory); the
+   * vCPUs are charged the same either way, but the TLB arrays are only wiped
+   * when a page was re-protected since the last flush (nothing else can be stale).
+   */
   flushTlbs(_slot?: number): void {
     this.mmuStats.tlbFlushes++;
-    this.domain.p2m.flush();
+    const p2m = this.domain.p2m;
+    if (this.protectedSinceFlush) {
+      this.protectedSinceFlush = false;
+      p2m.flush();
+      return;
+    }
+    p2m.stats.flushes++;
+    const cost = this.domain.costs.tlbFlush;
+    for (const v of this.domain.vcpus) {
+      v.stats[STAT_TLB_FLUSHES]!++;
+      v.chargeCycles(cost);
+    }
+  }
+
+  /**
+   * Whether no entry maps `gfn`'s region above the leaf tables (a sparse guest's
+   * unpopulated 2 MiB / 1 GiB / 512 GiB regions): re-protecting a mask there has
+   * nothing to do. The last empty region found is remembered while the p2m's
+   * shape (tables, highest gfn, populated frames) is unchanged, so a CLEAR over
+   * a large unpopulated range costs O(1) per 64-page mask.
+   */
+  private unmapped(gfn: number): boolean {
+    const p2m = this.domain.p2m;
+    const populated = this.domain.memory.populatedFrames;
+    if (p2m.tableFrames !== this.emptyKeyTables || p2m.maxMappedGfn !== this.emptyKeyMax || populated !== this.emptyKeyPopulated) {
+      this.emptyKeyTables = p2m.tableFrames;
+      this.emptyKeyMax = p2m.maxMappedGfn;
+      this.emptyKeyPopulated = populated;
+      this.emptyFrom = 0;
+      this.emptyTo = 0;
+    }
+    if (gfn >= this.emptyFrom && gfn < this.emptyTo) return true;
+    const fmt = p2m.fmt;
+    const pool = p2m.pool;
+    let table = p2m.rootMfn;
+    for (let level = P2M_ROOT_LEVEL; level > 0; level--) {
+      const w = pool.wordsOf(table);
+      const i = pool.wordOffset(table) + 2 * levelIndex(gfn, level);
+      const lo = w[i]!;
+      const hi = w[i + 1]!;
+      if ((lo | hi) === 0) {
+        const span = levelSpan(level);
+        this.emptyFrom = gfn - (gfn % span);
+        this.emptyTo = this.emptyFrom + span;
+        return true;
+      }
+      if (fmt.isLeaf(lo, hi, level)) return false;
+      table = fmt.mfn(lo, hi);
+    }
+    return false;
   }
 
   // ---------------------------------------------------------------- helpers for the modes
