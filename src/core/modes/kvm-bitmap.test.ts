@@ -150,6 +150,21 @@ test('kvm-bitmap initially set: no write protection until the first CLEAR; then 
   assert.deepEqual([bm[0], bm[12]], [(1 << 7) | (1 << 8), 1 << (400 - 384)]);
 });
 
+test('kvm-bitmap initially set on a 64 GiB sparse guest: the first CLEAR skips unpopulated memory', () => {
+  const pages = 16 * 2 ** 20;
+  const dom = new Domain({ format: 'ept', memBytes: pages * 4096, vcpus: 2 });
+  const mode = createKvmBitmap(dom, { kvmManualProtect: true, kvmInitiallySet: true }) as KvmBitmapMode;
+  mode.enable();
+  const touched = [1, 5000, 3 * 2 ** 20, pages - 1];
+  runStores(dom, touched);
+  assert.equal(mode.harvest(null).dirtyCount, pages);
+  assert.equal(mode.kvmStats.clearIoctls, pages / 64);
+  assert.equal(mode.mmuStats.pagesProtected, touched.length, 'only populated pages had SPTEs to protect');
+  runStores(dom, [5000, 7, pages - 1]);
+  assert.equal(mode.harvest(null).dirtyCount, 3);
+  assert.equal(mode.trackingBytes(), 2 * pages / 8);
+});
+
 test('kvm-bitmap: tracking bytes are twice the slot bitmap while logging; disable leaves the guest running', () => {
   const dom = new Domain({ format: 'ept', memBytes: 1000 * 4096, populate: 'up-front' });
   const mode = createKvmBitmap(dom, {}) as KvmBitmapMode;
