@@ -27,7 +27,8 @@ export interface MigratableGuest {
   disableLogDirty(): void;
   pause(): void;
   unpause(): void;
-  runGuestFor(virtualNs: number): void;
+  /** May return a promise (a guest driven by a trace read from a file); the sender awaits it. */
+  runGuestFor(virtualNs: number): void | Promise<void>;
   /** The vCPUs' architectural state, serialized (opaque to the sender). */
   vcpuState(): Uint8Array;
 }

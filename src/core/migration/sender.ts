@@ -301,7 +301,7 @@ class Sender {
     // Stop-and-copy: suspend_and_send_dirty.
     this.phase = 'stop-and-copy';
     const pauseAt = this.now();
-    this.syncGuestTime();
+    await this.syncGuestTime();
     guest.pause();
     this.pausedByUs = true;
     const finalDirty = guest.clean(this.bitmap).dirtyCount;
@@ -386,11 +386,11 @@ class Sender {
   }
 
   /** Lets the (running) guest catch up with the clock. */
-  private syncGuestTime(): void {
+  private async syncGuestTime(): Promise<void> {
     const now = this.now();
     const dt = now - this.guestRanUntilNs;
     this.guestRanUntilNs = now;
-    if (dt > 0) this.guest.runGuestFor(dt);
+    if (dt > 0) await this.guest.runGuestFor(dt);
   }
 
   /**
@@ -416,7 +416,7 @@ class Sender {
     }
     const f = this.transport.failure;
     if (f) throw f;
-    this.syncGuestTime();
+    await this.syncGuestTime();
   }
   private passStartNs = 0;
   private passBytes = 0;
