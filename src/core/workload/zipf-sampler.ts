@@ -14,6 +14,8 @@ export class ZipfSampler {
   private readonly hIntegralX1: number;
   private readonly hIntegralN: number;
   private readonly sThreshold: number;
+  /** The rejection test's u, handed to accepts() unboxed. */
+  private readonly pendingU = new Float64Array(1);
 
   constructor(
     readonly n: number,
@@ -30,17 +32,42 @@ export class ZipfSampler {
     this.sThreshold = 2 - this.hIntegralInverse(this.hIntegral(2.5) - this.h(2));
   }
 
-  /** One rank in [1, n]; rank 1 is the most frequent. */
+  /**
+   * One rank in [1, n]; rank 1 is the most frequent.
+   *
+   * Allocation-free whether or not V8 inlines this or accepts(): a double
+   * that crosses a call V8 did not inline (argument or result) is boxed, so
+   * no call here but rng.nextFloat() takes or returns one. hIntegralInverse
+   * is written out below; the rejection test (~1.5% of draws, too rare to be
+   * inlined reliably) does its own h and hIntegral, takes u through a
+   * Float64Array and returns a boolean; the rank goes back as a Smi. Same
+   * arithmetic, in the same order, as the methods the constructor uses.
+   */
   sample(rng: Rng): number {
     const n = this.n;
+    const s = this.exponent;
     for (;;) {
       const u = this.hIntegralN + rng.nextFloat() * (this.hIntegralX1 - this.hIntegralN);
-      const x = this.hIntegralInverse(u);
+      // x = hIntegralInverse(u)
+      let t = u * (1 - s);
+      if (t < -1) t = -1;
+      const x = Math.exp((Math.abs(t) > 1e-8 ? Math.log1p(t) / t : 1 - t * (0.5 - t * (1 / 3 - 0.25 * t))) * u);
       let k = Math.floor(x + 0.5);
       if (k < 1) k = 1;
       else if (k > n) k = n;
-      if (k - x <= this.sThreshold || u >= this.hIntegral(k + 0.5) - this.h(k)) return k;
+      if (k - x <= this.sThreshold) return k;
+      this.pendingU[0] = u;
+      if (this.accepts(k)) return k;
     }
+  }
+
+  /** The rejection test u ≥ hIntegral(k + 0.5) − h(k), for u in pendingU. */
+  private accepts(k: number): boolean {
+    const s = this.exponent;
+    const logX = Math.log(k + 0.5);
+    const e = (1 - s) * logX;
+    const integral = (Math.abs(e) > 1e-8 ? Math.expm1(e) / e : 1 + e * 0.5 * (1 + (e / 3) * (1 + 0.25 * e))) * logX;
+    return this.pendingU[0]! >= integral - Math.exp(-s * Math.log(k));
   }
 
   /** h(x) = x^-s. */
