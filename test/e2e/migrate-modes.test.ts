@@ -8,11 +8,13 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin/memvisor.js');
+const TRACE = resolve(ROOT, '../shared/traces/sort-2m.lackey.gz');
 
 interface MigrateJson {
   policy: string;
@@ -65,6 +67,14 @@ describe('migrate a running guest between processes', { timeout: 600_000 }, () =
       }
     });
   }
+
+  it('a trace-driven guest (paged addressing, guest OS page tables) migrates and verifies in every mode', { skip: !existsSync(TRACE) }, async () => {
+    for (const mode of MODES) {
+      const r = await migrate(['--trace', TRACE, '--mode', mode, '--mem', '16M', '--bandwidth', '20', '--dirty-rate', '200000', '--vcpus', mode === 'kvm-ring' ? '4' : '1']);
+      assert.equal(r.verified, true, mode);
+      assert.ok(r.rounds.length >= 3 && r.rounds[1]!.dirty > 0, `${mode}: the trace dirtied pages while round 0 ran`);
+    }
+  });
 
   it('a freshly booted guest sends zero pages as flags', async () => {
     const r = await migrate(['--mem', '16M', '--fill', 'zero', '--workload', 'hotspot', '--dirty-rate', '1000']);

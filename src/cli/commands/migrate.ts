@@ -16,6 +16,7 @@ import { createGuest } from '../../core/runner/guest.ts';
 import { fillGuestRandom, MigratableDomain } from '../../core/runner/migratable-domain.ts';
 import { GiB, PAGE_SIZE } from '../../core/units.ts';
 import { createSyntheticWorkload } from '../../core/workload/synthetic.ts';
+import { LackeyReader } from '../../adapters/lackey-reader.ts';
 import { migrateTo } from '../../adapters/migration/migrate-to.ts';
 import { spawnReceiver, type SpawnedReceiver } from '../../adapters/migration/spawn-receiver.ts';
 import { UsageError } from '../errors.ts';
@@ -43,17 +44,18 @@ export interface MigrateFlags extends TraceFlags {
 }
 
 export async function migrateCommand(f: MigrateFlags): Promise<void> {
-  if (f.trace !== undefined) {
-    throw new UsageError('--trace: migrating a trace-driven guest is not supported yet; use --workload NAME (uniform, hotspot, zipf, sequential, read-mostly)');
-  }
-  const workloadName = workloadFlag(f.workload ?? 'hotspot');
-  const memBytes = sizeFlag('--mem', f.mem, GiB);
+  if (f.trace !== undefined && f.workload !== undefined) throw new UsageError('give --trace or --workload, not both');
+  const traced = f.trace !== undefined;
+  const workloadName = traced ? `trace ${f.trace}` : workloadFlag(f.workload ?? 'hotspot');
+  // A trace's addresses are guest-virtual: the guest OS model maps them into a compact guest.
+  const memBytes = sizeFlag('--mem', f.mem, traced ? 64 * 1048576 : GiB);
   const vcpus = intFlag('--vcpus', f.vcpus, 1, 1, 256);
   const mode = modeFlag(f.mode, 'ept-pml');
   const policyName = choiceFlag('--policy', f.policy, POLICY_NAMES, 'xen');
   const bandwidth = numberFlag('--bandwidth', f.bandwidth, 1000, 0.001);
   const latencyMs = numberFlag('--latency', f.latency, 0.1, 0);
-  const dirtyRate = intFlag('--dirty-rate', f.dirtyRate, 20_000, 0, 0xffffffff);
+  // Synthetic workloads: page writes per virtual second; traces: records per virtual second.
+  const dirtyRate = intFlag('--dirty-rate', f.dirtyRate, traced ? 1_000_000 : 20_000, 0, 0xffffffff);
   const downtimeLimitMs = numberFlag('--downtime-limit', f.downtimeLimit, 300, 0);
   const clock = choiceFlag('--clock', f.clock, ['virtual', 'real'] as const, 'virtual');
   const fill = choiceFlag('--fill', f.fill, ['random', 'zero'] as const, 'random');
@@ -65,13 +67,13 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   // The source guest: memory populated up front and filled, the workload ready.
   progress.line(`preparing a ${formatBytes(memBytes)} source guest (${fill} fill)`, true);
   const guest = createGuest({
-    memBytes, vcpus, mode, addressing: 'identity', pageSize, modeOptions: modeOptionsFrom(f),
+    memBytes, vcpus, mode, addressing: traced ? 'paged' : 'identity', pageSize, modeOptions: modeOptionsFrom(f),
     populate: fill === 'random' ? 'up-front' : 'on-demand',
   });
   const rng = new Xoshiro128(seed);
   if (fill === 'random') fillGuestRandom(guest.domain, rng);
   const pageCount = memBytes / PAGE_SIZE;
-  const workload = createSyntheticWorkload(workloadName, { pageCount, rng: new Xoshiro128(seed + 1) });
+  const workload = traced ? new LackeyReader(f.trace!) : createSyntheticWorkload(workloadName, { pageCount, rng: new Xoshiro128(seed + 1) });
   const source = new MigratableDomain({ domain: guest.domain, mode: guest.mode!, workload, accessesPerSecond: dirtyRate });
 
   let receiver: SpawnedReceiver | null = null;
@@ -86,7 +88,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
     host = target.host;
     port = target.port;
   }
-  progress.line(`migrating the ${formatBytes(memBytes)} guest (${workloadName} at ${dirtyRate} pages/s, ${mode}, policy ${policyName}, ${clock} clock) to ${host}:${port}`, true);
+  progress.line(`migrating the ${formatBytes(memBytes)} guest (${workloadName} at ${dirtyRate} ${traced ? 'records' : 'pages'}/s, ${mode}, policy ${policyName}, ${clock} clock) to ${host}:${port}`, true);
 
   let lastRound: RoundStats | null = null;
   let result: MigrationResult;

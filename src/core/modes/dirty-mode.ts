@@ -17,6 +17,7 @@
  */
 import type { Domain } from '../domain/domain.ts';
 import type { PagingMode } from '../domain/paging-mode.ts';
+import type { Vcpu } from '../domain/vcpu.ts';
 import type { P2mFormatName } from '../p2m/p2m-format.ts';
 
 export const MODE_NAMES = ['ept-wp', 'ept-pml', 'npt-wp', 'arm-wp', 'kvm-bitmap', 'kvm-ring'] as const;
@@ -55,6 +56,13 @@ export interface DirtyMode extends PagingMode {
   peek(bitmap: Uint32Array | null): HarvestResult;
   /** Reads and resets the dirty set and re-arms tracking (see header). */
   harvest(bitmap: Uint32Array | null): HarvestResult;
+  /**
+   * A write the guest made to gfn without the hardware path seeing it (the
+   * guest OS model writes its page tables through the software view): record
+   * it as Xen's paging_mark_dirty / KVM's mark_page_dirty would. No-op when
+   * tracking is off.
+   */
+  markGuestWrite(vcpu: Vcpu, gfn: number): void;
   /** Stops tracking (Xen OFF / clear KVM_MEM_LOG_DIRTY_PAGES); hardware-cached state is flushed first. */
   disable(): void;
   readonly enabled: boolean;

@@ -106,6 +106,12 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
     this.markDirty(gfn);
   }
 
+  markGuestWrite(vcpu: Vcpu, gfn: number): void {
+    if (!this.enabled) return;
+    this.markDirty(gfn);
+    vcpu.chargeCycles(this.faultMarkCost());
+  }
+
   /** Records gfn as dirty (Xen paging_mark_pfn_dirty); the ARM list variant overrides it. */
   protected markDirty(gfn: number): void {
     this.logDirty.markPfnDirty(gfn);

@@ -142,6 +142,11 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
   /** Records a write to gfn in the mode's log (bitmap bit, ring entry), charging the vCPU. */
   protected abstract logWrite(vcpu: Vcpu, gfn: number): void;
 
+  /** mark_page_dirty from a write the hardware path did not see (the guest OS model's table writes). */
+  markGuestWrite(vcpu: Vcpu, gfn: number): void {
+    if (this.logging) this.logWrite(vcpu, gfn);
+  }
+
   /** Requests checked before VM entry (vcpu_enter_guest); the ring's soft-full exit. */
   protected beforeReentry(_vcpu: Vcpu): void {}
 

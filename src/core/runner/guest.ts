@@ -9,7 +9,8 @@ import type { GuestFaultAction, Vcpu } from '../domain/vcpu.ts';
 import type { DirtyMode, ModeOptions } from '../modes/dirty-mode.ts';
 import { modeEntry } from '../modes/registry.ts';
 import type { P2mFormatName } from '../p2m/p2m-format.ts';
-import { ORDER_2M, ORDER_4K } from '../units.ts';
+import { ORDER_2M, ORDER_4K, PAGE_SIZE } from '../units.ts';
+import type { GuestPhysAccess } from '../memory/guest-phys.ts';
 import { GuestOs } from '../workload/guest-os.ts';
 
 export type Addressing = 'identity' | 'paged';
@@ -46,13 +47,21 @@ export function createGuest(s: GuestSetup): Guest {
     populateOrder: s.pageSize === '2m' ? ORDER_2M : ORDER_4K,
     populate: s.populate ?? 'on-demand',
   });
+  const mode = entry === null ? null : entry.create(domain, s.modeOptions ?? {});
+  if (mode !== null) domain.setPagingMode(mode);
   let os: GuestOs | null = null;
   if (s.addressing === 'paged') {
-    const guestOs = new GuestOs(domain.memory);
+    // The guest OS writes its page tables through the software view; the vCPU
+    // whose fault it is handling made those writes, so they are logged as its own.
+    const tracked = new TrackedGuestPhys(domain.memory, mode);
+    const guestOs = new GuestOs(tracked);
     os = guestOs;
     const handler = {
-      handleGuestFault(_v: Vcpu, gva: number): GuestFaultAction {
-        return guestOs.handlePageFault(gva) ? 'retry' : 'crash';
+      handleGuestFault(v: Vcpu, gva: number): GuestFaultAction {
+        tracked.vcpu = v;
+        const ok = guestOs.handlePageFault(gva);
+        tracked.vcpu = null;
+        return ok ? 'retry' : 'crash';
       },
     };
     for (const v of domain.vcpus) {
@@ -60,7 +69,32 @@ export function createGuest(s: GuestSetup): Guest {
       v.guestFaultHandler = handler;
     }
   }
-  const mode = entry === null ? null : entry.create(domain, s.modeOptions ?? {});
-  if (mode !== null) domain.setPagingMode(mode);
   return { domain, mode, os };
+}
+
+/**
+ * The guest OS's view of its memory: the software view, with every write
+ * reported to the dirty-tracking mode as a write by the vCPU whose page fault
+ * the OS is handling.
+ */
+class TrackedGuestPhys implements GuestPhysAccess {
+  vcpu: Vcpu | null = null;
+  constructor(private readonly mem: GuestPhysAccess, private readonly mode: DirtyMode | null) {}
+  get pageCount(): number {
+    return this.mem.pageCount;
+  }
+  readU32(gpa: number): number {
+    return this.mem.readU32(gpa);
+  }
+  writeU32(gpa: number, value: number): void {
+    this.mem.writeU32(gpa, value);
+    if (this.mode !== null && this.vcpu !== null) this.mode.markGuestWrite(this.vcpu, Math.floor(gpa / PAGE_SIZE));
+  }
+  readPage(gfn: number, dst: Uint8Array, dstOffset: number): boolean {
+    return this.mem.readPage(gfn, dst, dstOffset);
+  }
+  writePage(gfn: number, src: Uint8Array, srcOffset: number): void {
+    this.mem.writePage(gfn, src, srcOffset);
+    if (this.mode !== null && this.vcpu !== null) this.mode.markGuestWrite(this.vcpu, gfn);
+  }
 }

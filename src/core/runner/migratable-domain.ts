@@ -21,7 +21,7 @@ import { AccessRate } from '../workload/access-rate.ts';
 export interface MigratableDomainOptions {
   readonly domain: Domain;
   readonly mode: DirtyMode;
-  /** The guest's workload: accesses it makes while migrating (synchronous sources only). */
+  /** The guest's workload: accesses it makes while migrating (synthetic, or a trace read as it goes). */
   readonly workload: AccessSource;
   /** Accesses (page writes for write workloads) per virtual second. */
   readonly accessesPerSecond: number;
@@ -47,6 +47,8 @@ export class MigratableDomain implements MigratableGuest {
   private readonly rate: AccessRate;
   private readonly batch = new AccessBatch(4096);
   private workloadEnded = false;
+  /** Next unrun record of `batch` (a trace batch may outlast one window). */
+  private batchPos = 0;
 
   constructor(o: MigratableDomainOptions) {
     this.domain = o.domain;
@@ -82,22 +84,41 @@ export class MigratableDomain implements MigratableGuest {
     this.domain.unpause();
   }
 
-  runGuestFor(virtualNs: number): void {
+  runGuestFor(virtualNs: number): void | Promise<void> {
     if (this.domain.pauseCount > 0) return;
-    let n = this.rate.accessesIn(Math.max(0, Math.round(virtualNs)));
+    return this.runAccesses(this.rate.accessesIn(Math.max(0, Math.round(virtualNs))));
+  }
+
+  /**
+   * Runs the next n accesses: from what is left of the current batch, then
+   * from refills. A synthetic source refills synchronously; a trace reader
+   * may return a promise, and then so does this.
+   */
+  private runAccesses(n: number): void | Promise<void> {
     const batch = this.batch;
-    while (n > 0 && !this.workloadEnded) {
-      const more = this.workload.fill(batch, Math.min(n, batch.capacity));
-      if (typeof more !== 'boolean') throw new TypeError('MigratableDomain needs a synchronous workload');
-      if (!more || batch.length === 0) {
-        this.workloadEnded = true;
-        break;
+    while (n > 0) {
+      if (this.batchPos >= batch.length) {
+        if (this.workloadEnded) return;
+        const more = this.workload.fill(batch, Math.min(n, batch.capacity));
+        this.batchPos = 0;
+        if (typeof more !== 'boolean') {
+          return more.then((m) => {
+            if (!m || batch.length === 0) this.workloadEnded = true;
+            return this.runAccesses(n);
+          });
+        }
+        if (!more || batch.length === 0) {
+          this.workloadEnded = true;
+          return;
+        }
       }
-      const end = Math.min(batch.length, n);
-      const next = this.domain.run(batch, 0, end);
+      const start = this.batchPos;
+      const end = Math.min(batch.length, start + n);
+      const next = this.domain.run(batch, start, end);
       if (next < end) throw new GuestCrashedError(this.domain.crashReason || `stopped at access ${batch.line[next]}`);
-      this.accessesRun += end;
-      n -= end;
+      this.accessesRun += end - start;
+      n -= end - start;
+      this.batchPos = end;
     }
   }
 
