@@ -50,6 +50,8 @@ export interface CostModel {
   readonly logdirtyLeafCopy: number;
   /** PEEK/CLEAN walk, per absent leaf slot in range: zero 4 KiB of the caller's bitmap (clear_guest). */
   readonly logdirtyLeafZero: number;
+  /** PEEK/CLEAN walk with a null bitmap, per absent leaf slot: one loop step over an INVALID_MFN slot. */
+  readonly logdirtyLeafSkip: number;
   /** p2m_change_entry_type_global, fixed part (take the p2m lock, walk the root, ept_sync_domain). */
   readonly globalTypeChange: number;
   /** Marking one present top-level entry for recalc (ept_invalidate_emt_subtree). */
@@ -132,6 +134,9 @@ export const DEFAULT_COSTS: CostModel = Object.freeze({
   logdirtyLeafCopy: 550,
   // Estimate: clear_guest of 4 KiB at ~32 B/cycle plus loop overhead.
   logdirtyLeafZero: 200,
+  // Estimate: paging_log_dirty_op's i2 loop body when the slot is empty and no copy
+  // is asked (test the mfn, advance `pages`): a handful of cycles.
+  logdirtyLeafSkip: 4,
   // Estimate: p2m_lock + ept_change_entry_type_global's root walk (512 entries) + ept_sync_domain (INVEPT).
   globalTypeChange: 2000,
   // Estimate: read, set emt=MTRR_NUM_TYPES and recalc, write one entry.

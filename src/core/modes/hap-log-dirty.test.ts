@@ -300,8 +300,9 @@ test('CLEAN re-arms lazily: the same control cost on a 1 GiB and a 64 GiB guest 
   const small = ctl(1 * GiB);
   const big = ctl(64 * GiB);
   const costs = new Domain({ format: 'ept', memBytes: MiB }).costs;
-  // Only the bitmap walk grows with the guest (absent leaf slots zeroed): 64 GiB has 512 leaf slots, 1 GiB 8.
-  assert.equal(big - small, (512 - 8) * costs.logdirtyLeafZero);
+  // Only the bitmap walk grows with the guest (absent leaf slots stepped over, no copy with a
+  // null bitmap): 64 GiB has 512 leaf slots, 1 GiB 8.
+  assert.equal(big - small, (512 - 8) * costs.logdirtyLeafSkip);
 });
 
 test('controlCycles and trackingBytes: pause/unpause, leaves, PML pages; OFF frees everything and restores rw', () => {

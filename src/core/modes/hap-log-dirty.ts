@@ -175,16 +175,23 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
     }
     const r = clean ? this.logDirty.clean(bitmap, pages) : this.logDirty.peek(bitmap, pages);
     check(r, op, this);
-    this.chargeWalk(pages);
+    this.chargeWalk(pages, bitmap !== null, clean);
     return { dirtyCount: r.stats.dirtyCount, faultCount: r.stats.faultCount };
   }
 
-  /** The PEEK/CLEAN walk: every leaf slot in [0, pages) is copied (present) or zeroed (absent). */
-  private chargeWalk(pages: number): void {
+  /**
+   * The PEEK/CLEAN walk visits every leaf slot in [0, pages). With a bitmap
+   * each slot is copied (present) or zeroed in the caller's buffer (absent);
+   * with a null handle (Xen's "peek = 0") nothing is copied: an absent slot
+   * costs one loop step and CLEAN clears each present leaf.
+   */
+  private chargeWalk(pages: number, copying: boolean, clean: boolean): void {
     const costs = this.domain.costs;
     const slots = Math.ceil(pages / PFNS_PER_LEAF);
     const present = presentLeaves(this.logDirty, pages);
-    this.controlCycles += present * costs.logdirtyLeafCopy + (slots - present) * costs.logdirtyLeafZero;
+    this.controlCycles += copying
+      ? present * costs.logdirtyLeafCopy + (slots - present) * costs.logdirtyLeafZero
+      : (clean ? present * costs.logdirtyLeafZero : 0) + (slots - present) * costs.logdirtyLeafSkip;
   }
 
   // ---------------------------------------------------------------- mechanism (domain paused)
