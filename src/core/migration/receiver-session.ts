@@ -134,7 +134,7 @@ export class ReceiverSession {
       if (off < 0) {
         store.writePage(b.gfn[i]!, ZERO_PAGE_BYTES, 0);
         this.zeroPages++;
-      } else store.writePage(b.gfn[i]!, b.payload, off);
+      } else store.writePage(b.gfn[i]!, b.pageBytes[i]!, off);
     }
     const ph = this.pageHashes;
     if (ph) {

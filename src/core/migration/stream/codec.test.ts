@@ -50,7 +50,7 @@ export function decodeAll(bytes: Uint8Array, cuts: number[]): Decoded {
       const m = new Map<number, Uint8Array | null>();
       for (let i = 0; i < b.count; i++) {
         const off = b.payloadOffset[i]!;
-        m.set(b.gfn[i]!, off < 0 ? null : b.payload.slice(off, off + 4096));
+        m.set(b.gfn[i]!, off < 0 ? null : b.pageBytes[i]!.slice(off, off + 4096));
       }
       out.pages.push(m);
     },

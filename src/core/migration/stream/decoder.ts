@@ -10,10 +10,21 @@
  *     rather than stalling while waiting for bytes that will never come.
  *   - After any error the decoder is dead: every later call rethrows it.
  *   - A DecodedBatch and the byte views it holds are valid only during the
- *     sink call (the staging buffer is reused).
+ *     sink call (the spill buffer is reused).
+ *
+ * Zero copy: a PAGE_BATCH payload page that lies wholly inside one pushed
+ * chunk at a 4-aligned address is hashed where it sits and handed to the
+ * sink as a view of that chunk; only a page cut by a chunk boundary (or in an
+ * unaligned chunk) is copied, into a spill buffer. Each page is hashed as
+ * soon as its last byte arrives, so verification is spread over the chunks
+ * and the batch checksum at the end covers only descriptors and page hashes.
+ * Ownership: the decoder keeps views into pushed chunks until the record they
+ * belong to has been delivered, so a caller must not modify a chunk after
+ * pushing it (socket reads are fresh buffers; a sender's payload buffer is
+ * reused only after the whole record was pushed).
  */
 
-import { hashPage, hashWords, SEED_RECORD, ZERO_PAGE_HASH } from './checksum.ts';
+import { hashWords, SEED_PAGE, SEED_RECORD, ZERO_PAGE_HASH } from './checksum.ts';
 import {
   BadHeaderError,
   BadMagicError,
@@ -65,9 +76,10 @@ export interface DecodedBatch {
   /** Descriptors with payload. */
   readonly pages: number;
   readonly gfn: Float64Array;
-  /** Byte offset of the descriptor's page in `payload`, or −1 for a ZERO page. */
+  /** Byte offset of the descriptor's page in `pageBytes[i]`, or −1 for a ZERO page. */
   readonly payloadOffset: Int32Array;
-  readonly payload: Uint8Array;
+  /** The bytes holding each PAGE descriptor's page (a pushed chunk or the spill buffer); stale for ZERO. */
+  readonly pageBytes: readonly Uint8Array[];
   /** Page hash of each descriptor's page (a ZERO page gets the zero-page hash). */
   readonly hashLo: Uint32Array;
   readonly hashHi: Uint32Array;
@@ -96,6 +108,10 @@ const enum Phase {
 }
 
 const TWO_POW_20 = 1 << 20;
+const PAGE_WORDS = STREAM_PAGE_SIZE >>> 2;
+const EMPTY = new Uint8Array(0);
+/** Largest body prefix a PAGE_BATCH stages: count, round and the descriptors. */
+const MAX_BATCH_PREFIX = BATCH_PREFIX_BYTES + MAX_BATCH_PAGES * DESC_BYTES;
 const TWO_POW_32 = 0x100000000;
 
 function typeName(type: number): string {
@@ -149,11 +165,27 @@ export class StreamDecoder {
     pages: 0,
     gfn: new Float64Array(MAX_BATCH_PAGES),
     payloadOffset: new Int32Array(MAX_BATCH_PAGES),
-    payload: new Uint8Array(0),
+    pageBytes: new Array<Uint8Array>(MAX_BATCH_PAGES).fill(EMPTY),
     hashLo: new Uint32Array(MAX_BATCH_PAGES),
     hashHi: new Uint32Array(MAX_BATCH_PAGES),
     offset: 0,
   };
+
+  // PAGE_BATCH payload state (valid once the descriptors are checked).
+  /** Body bytes before the first payload page: count, round, descriptors. */
+  private descEnd = 0;
+  /** Payload page j belongs to descriptor payloadDesc[j]. */
+  private readonly payloadDesc = new Int32Array(MAX_BATCH_PAGES);
+  /** Payload pages complete (hashed) so far. */
+  private pageIdx = 0;
+  /** Bytes of the current page copied into the spill buffer (0 ⇒ none). */
+  private pageFill = 0;
+  /** Pages cut by a chunk boundary or unaligned, at j·4096 (allocated on first need). */
+  private spill = EMPTY;
+  private spillWords = new Uint32Array(0);
+  /** u32 view of the last chunk's ArrayBuffer (one view per buffer, not per page). */
+  private lastBuffer: ArrayBufferLike | undefined;
+  private lastWords: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
 
   constructor(
     private readonly sink: StreamSink,
@@ -221,14 +253,26 @@ export class StreamDecoder {
           break;
         }
         case Phase.Body: {
-          const take = Math.min(this.bodyNeed - this.bodyFill, n - p);
+          if (this.recType === REC_PAGE_BATCH && this.batchChecked) {
+            p = this.takePayload(chunk, p, n);
+            if (this.pageIdx === this.batchPages) this.onRecordBody();
+            break;
+          }
+          // A batch stages only its prefix (count, round, descriptors); other records their whole body.
+          const target =
+            this.recType !== REC_PAGE_BATCH ? this.bodyNeed : this.bodyFill < BATCH_PREFIX_BYTES ? BATCH_PREFIX_BYTES : this.descEnd;
+          const take = Math.min(target - this.bodyFill, n - p);
           this.staging.set(chunk.subarray(p, p + take), this.bodyFill);
           this.bodyFill += take;
           p += take;
           this.consumed += take;
-          if (this.recType === REC_PAGE_BATCH && !this.batchChecked) this.checkBatchPrefix();
-          else if (this.recType === REC_VCPU_STATE && this.bodyFill >= 8 && !this.batchChecked) this.checkVcpuPrefix();
-          if (this.bodyFill === this.bodyNeed) this.onRecordBody();
+          if (this.recType === REC_PAGE_BATCH) {
+            this.checkBatchPrefix();
+            if (this.batchChecked && this.batchPages === 0) this.onRecordBody();
+          } else {
+            if (this.recType === REC_VCPU_STATE && this.bodyFill >= 8 && !this.batchChecked) this.checkVcpuPrefix();
+            if (this.bodyFill === this.bodyNeed) this.onRecordBody();
+          }
           break;
         }
         case Phase.Done:
@@ -301,10 +345,10 @@ export class StreamDecoder {
     if (len < min) throw new BadRecordLengthError(typeName(type), len, `at least ${min}`, at);
     this.bodyNeed = pad8(len);
     this.bodyFill = 0;
-    if (this.staging.length < this.bodyNeed) {
-      // Batches dominate: size for the largest once instead of growing in steps.
-      const size = type === REC_PAGE_BATCH ? MAX_BATCH_BODY : Math.max(this.bodyNeed, 64 * 1024);
-      this.staging = new Uint8Array(pad8(Math.max(size, this.bodyNeed)));
+    // A batch stages at most its prefix; its pages stay in the pushed chunks.
+    const stage = type === REC_PAGE_BATCH ? Math.min(this.bodyNeed, MAX_BATCH_PREFIX) : this.bodyNeed;
+    if (this.staging.length < stage) {
+      this.staging = new Uint8Array(pad8(Math.max(stage, type === REC_PAGE_BATCH ? MAX_BATCH_PREFIX : 64 * 1024)));
       this.stagingView = new DataView(this.staging.buffer);
     }
     this.phase = Phase.Body;
@@ -322,6 +366,7 @@ export class StreamDecoder {
     const descEnd = BATCH_PREFIX_BYTES + count * DESC_BYTES;
     if (this.recLen < descEnd)
       throw new BadRecordLengthError('PAGE_BATCH', this.recLen, `at least ${descEnd} for ${count} pages`, at);
+    this.descEnd = descEnd;
     if (this.bodyFill < descEnd) return;
     const pageCount = this.header!.pageCount;
     let pages = 0;
@@ -336,17 +381,65 @@ export class StreamDecoder {
         throw new BadPageFlagsError(flags, at + RECORD_HEADER_BYTES + off);
       if (gfn >= pageCount) throw new GfnOutOfRangeError(gfn, pageCount, at + RECORD_HEADER_BYTES + off);
       b.gfn[i] = gfn;
-      if (flags === DESC_PAGE) {
-        b.payloadOffset[i] = descEnd + pages * STREAM_PAGE_SIZE;
-        pages++;
-      } else b.payloadOffset[i] = -1;
+      if (flags === DESC_PAGE) this.payloadDesc[pages++] = i;
+      b.payloadOffset[i] = -1;
     }
     const expected = descEnd + pages * STREAM_PAGE_SIZE;
     if (this.recLen !== expected)
       throw new BadRecordLengthError('PAGE_BATCH', this.recLen, `${expected} for ${count} pages, ${pages} with data`, at);
     b.count = count;
     this.batchPages = pages;
+    this.pageIdx = 0;
+    this.pageFill = 0;
     this.batchChecked = true;
+  }
+
+  /**
+   * Takes payload bytes of the current batch from `chunk[p, n)`: hashes each
+   * page that is whole and 4-aligned in the chunk where it sits, spills the
+   * rest. Returns the new `p`.
+   */
+  private takePayload(chunk: Uint8Array, p: number, n: number): number {
+    const b = this.batch;
+    const ck = this.ck;
+    const start = p;
+    const pages = this.batchPages;
+    while (p < n && this.pageIdx < pages) {
+      const j = this.pageIdx;
+      const i = this.payloadDesc[j]!;
+      const abs = chunk.byteOffset + p;
+      if (this.pageFill === 0 && n - p >= STREAM_PAGE_SIZE && (abs & 3) === 0) {
+        if (chunk.buffer !== this.lastBuffer) {
+          this.lastBuffer = chunk.buffer;
+          this.lastWords = new Uint32Array(chunk.buffer, 0, chunk.buffer.byteLength >>> 2);
+        }
+        hashWords(this.lastWords, abs >>> 2, PAGE_WORDS, SEED_PAGE, 0, ck, 0);
+        b.pageBytes[i] = chunk;
+        b.payloadOffset[i] = p;
+        p += STREAM_PAGE_SIZE;
+      } else {
+        if (this.spill.length === 0) {
+          this.spill = new Uint8Array(MAX_BATCH_PAGES * STREAM_PAGE_SIZE);
+          this.spillWords = new Uint32Array(this.spill.buffer);
+        }
+        const take = Math.min(STREAM_PAGE_SIZE - this.pageFill, n - p);
+        const at = j * STREAM_PAGE_SIZE;
+        this.spill.set(chunk.subarray(p, p + take), at + this.pageFill);
+        this.pageFill += take;
+        p += take;
+        if (this.pageFill < STREAM_PAGE_SIZE) break;
+        this.pageFill = 0;
+        hashWords(this.spillWords, at >>> 2, PAGE_WORDS, SEED_PAGE, 0, ck, 0);
+        b.pageBytes[i] = this.spill;
+        b.payloadOffset[i] = at;
+      }
+      b.hashLo[i] = ck[0]!;
+      b.hashHi[i] = ck[1]!;
+      this.pageIdx = j + 1;
+    }
+    this.bodyFill += p - start;
+    this.consumed += p - start;
+    return p;
   }
 
   private checkVcpuPrefix(): void {
@@ -371,21 +464,19 @@ export class StreamDecoder {
       for (let i = 0; i < descWords; i++) s[i] = v.getUint32(4 * i, true);
       let k = descWords;
       for (let i = 0; i < count; i++) {
-        const off = b.payloadOffset[i]!;
-        if (off < 0) {
+        if (b.payloadOffset[i]! < 0) {
           b.hashLo[i] = ZERO_PAGE_HASH.lo;
           b.hashHi[i] = ZERO_PAGE_HASH.hi;
         } else {
-          hashPage(this.staging, off, ck, 0);
-          b.hashLo[i] = s[k++] = ck[0]!;
-          b.hashHi[i] = s[k++] = ck[1]!;
+          // Hashed in takePayload as the page arrived.
+          s[k++] = b.hashLo[i]!;
+          s[k++] = b.hashHi[i]!;
         }
       }
       hashWords(s, 0, k, seed, type, ck, 0);
       if (ck[0] !== this.recCkLo || ck[1] !== this.recCkHi) throw new ChecksumMismatchError('PAGE_BATCH', at);
       b.round = s[1]!;
       b.pages = this.batchPages;
-      b.payload = this.staging;
       b.offset = at;
       this.phase = Phase.RecordHeader;
       this.sink.onBatch(b);
