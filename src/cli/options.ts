@@ -45,3 +45,39 @@ export function modeFlag(text: string | undefined, dflt: string): string {
 export function workloadFlag(text: string): string {
   return choiceFlag('--workload', text, SYNTHETIC_WORKLOADS, 'uniform');
 }
+
+/** The guest-shaping flags `run`, `trace` and `compare` share, parsed once. */
+export interface GuestFlagValues {
+  readonly memBytes: number;
+  readonly vcpus: number;
+  readonly addressing: 'identity' | 'paged';
+  readonly pageSize: '4k' | '2m';
+  readonly count: number;
+  readonly seed: number;
+}
+
+export interface GuestFlagText {
+  mem?: string | undefined;
+  vcpus?: string | undefined;
+  addressing?: string | undefined;
+  pageSize?: string | undefined;
+  count?: string | undefined;
+  seed?: string | undefined;
+}
+
+/**
+ * Default guest size: a trace under identity addressing needs the whole range
+ * its addresses span (1 TiB, sparse: only touched pages cost memory); a
+ * workload or a paged guest gets 1 GiB.
+ */
+export function parseGuestFlags(f: GuestFlagText, isTrace: boolean): GuestFlagValues {
+  const addressing = choiceFlag('--addressing', f.addressing, ['identity', 'paged'] as const, 'identity');
+  return {
+    memBytes: sizeFlag('--mem', f.mem, isTrace && addressing === 'identity' ? 1024 ** 4 : 1024 ** 3),
+    vcpus: intFlag('--vcpus', f.vcpus, 1, 1, 256),
+    addressing,
+    pageSize: choiceFlag('--page-size', f.pageSize, ['4k', '2m'] as const, '4k'),
+    count: intFlag('--count', f.count, 1_000_000),
+    seed: intFlag('--seed', f.seed, 1, 0),
+  };
+}

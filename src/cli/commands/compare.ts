@@ -8,12 +8,11 @@
  */
 import { MODE_NAMES } from '../../core/modes/dirty-mode.ts';
 import { modeEntry } from '../../core/modes/registry.ts';
-import { createGuest, type Addressing } from '../../core/runner/guest.ts';
+import { createGuest } from '../../core/runner/guest.ts';
 import { replay } from '../../core/runner/replay.ts';
 import { STAT_CYCLES } from '../../core/mmu/mmu-stats.ts';
-import { GiB, TiB } from '../../core/units.ts';
 import { UsageError } from '../errors.ts';
-import { choiceFlag, intFlag, sizeFlag } from '../options.ts';
+import { intFlag, parseGuestFlags } from '../options.ts';
 import { Progress, renderTable } from '../output.ts';
 import { openSource } from '../source.ts';
 import { traceOnce, type TraceFlags, type TraceRun } from './trace.ts';
@@ -87,16 +86,9 @@ export async function compareCommand(file: string, f: CompareFlags): Promise<voi
 
 /** vCPU cycles of the same source with no dirty tracking, on `format`. */
 async function baselineCycles(trace: string | undefined, f: TraceFlags, format: 'ept' | 'npt' | 'arm', progress: Progress): Promise<number> {
-  const memBytes = sizeFlag('--mem', f.mem, trace !== undefined ? TiB : GiB);
-  const guest = createGuest({
-    memBytes,
-    vcpus: intFlag('--vcpus', f.vcpus, 1, 1, 256),
-    mode: null,
-    format,
-    addressing: choiceFlag<Addressing>('--addressing', f.addressing, ['identity', 'paged'], 'identity'),
-    pageSize: choiceFlag('--page-size', f.pageSize, ['4k', '2m'] as const, '4k'),
-  });
-  const source = openSource({ trace, workload: f.workload, pageCount: memBytes / 4096, count: intFlag('--count', f.count, 1_000_000), seed: intFlag('--seed', f.seed, 1, 0) });
+  const g = parseGuestFlags(f, trace !== undefined);
+  const guest = createGuest({ memBytes: g.memBytes, vcpus: g.vcpus, mode: null, format, addressing: g.addressing, pageSize: g.pageSize });
+  const source = openSource({ trace, workload: f.workload, pageCount: g.memBytes / 4096, count: g.count, seed: g.seed });
   progress.line(`baseline (${format}, no tracking)`);
   await replay(guest, source, { cleanEvery: Infinity });
   return guest.domain.totalStats()[STAT_CYCLES]!;

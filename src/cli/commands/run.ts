@@ -4,11 +4,11 @@
  * TLB hits and misses, walks, exits by reason, virtual cycles, host memory.
  */
 import { STAT_CYCLES, STAT_NAMES } from '../../core/mmu/mmu-stats.ts';
-import { createGuest, type Addressing } from '../../core/runner/guest.ts';
+import { createGuest } from '../../core/runner/guest.ts';
 import { replay } from '../../core/runner/replay.ts';
-import { NOMINAL_HZ, TiB, GiB } from '../../core/units.ts';
+import { NOMINAL_HZ } from '../../core/units.ts';
 import { EXIT_REASON_COUNT, EXIT_REASON_NAMES } from '../../core/vm-exit.ts';
-import { choiceFlag, intFlag, modeFlag, sizeFlag } from '../options.ts';
+import { choiceFlag, modeFlag, parseGuestFlags } from '../options.ts';
 import { Progress, renderTable } from '../output.ts';
 import { openSource } from '../source.ts';
 
@@ -28,12 +28,7 @@ export interface RunFlags {
 
 export async function runCommand(f: RunFlags): Promise<void> {
   const isTrace = f.trace !== undefined;
-  const memBytes = sizeFlag('--mem', f.mem, isTrace ? TiB : GiB);
-  const vcpus = intFlag('--vcpus', f.vcpus, 1, 1, 256);
-  const count = intFlag('--count', f.count, 1_000_000);
-  const seed = intFlag('--seed', f.seed, 1, 0);
-  const addressing = choiceFlag<Addressing>('--addressing', f.addressing, ['identity', 'paged'], 'identity');
-  const pageSize = choiceFlag('--page-size', f.pageSize, ['4k', '2m'] as const, '4k');
+  const { memBytes, vcpus, count, seed, addressing, pageSize } = parseGuestFlags(f, isTrace);
   const format = choiceFlag('--format', f.format, ['ept', 'npt', 'arm'] as const, 'ept');
   const mode = f.mode === undefined ? null : modeFlag(f.mode, 'ept-wp');
   const guest = createGuest({ memBytes, vcpus, mode, format, addressing, pageSize });

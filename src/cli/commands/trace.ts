@@ -4,11 +4,10 @@
  * JSON: {mode, records, rounds[{records, dirty, fault_count, exits, cycles}], totals}).
  */
 import type { ModeOptions } from '../../core/modes/dirty-mode.ts';
-import { createGuest, type Addressing } from '../../core/runner/guest.ts';
+import { createGuest } from '../../core/runner/guest.ts';
 import { replay, totalsOf, type Round } from '../../core/runner/replay.ts';
-import { TiB, GiB } from '../../core/units.ts';
 import { UsageError } from '../errors.ts';
-import { choiceFlag, intFlag, modeFlag, sizeFlag } from '../options.ts';
+import { choiceFlag, intFlag, modeFlag, parseGuestFlags } from '../options.ts';
 import { Progress, renderTable } from '../output.ts';
 import { openSource } from '../source.ts';
 
@@ -51,13 +50,8 @@ export interface TraceRun {
 export async function traceOnce(file: string | undefined, f: TraceFlags, mode: string, progress: Progress): Promise<TraceRun> {
   const isTrace = file !== undefined;
   if (!isTrace && f.workload === undefined) throw new UsageError('give a trace file (or - for stdin), or --workload NAME');
-  const memBytes = sizeFlag('--mem', f.mem, isTrace ? TiB : GiB);
-  const vcpus = intFlag('--vcpus', f.vcpus, 1, 1, 256);
+  const { memBytes, vcpus, count, seed, addressing, pageSize } = parseGuestFlags(f, isTrace);
   const cleanEvery = intFlag('--clean-every', f.cleanEvery, 100_000);
-  const addressing = choiceFlag<Addressing>('--addressing', f.addressing, ['identity', 'paged'], 'identity');
-  const pageSize = choiceFlag('--page-size', f.pageSize, ['4k', '2m'] as const, '4k');
-  const count = intFlag('--count', f.count, 1_000_000);
-  const seed = intFlag('--seed', f.seed, 1, 0);
   const guest = createGuest({ memBytes, vcpus, mode, addressing, pageSize, modeOptions: modeOptionsFrom(f) });
   const source = openSource({ trace: file, workload: f.workload, pageCount: memBytes / 4096, count, seed });
   progress.start(mode, isTrace ? 0 : count);
