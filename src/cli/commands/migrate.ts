@@ -91,6 +91,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   progress.line(`migrating the ${formatBytes(memBytes)} guest (${workloadName} at ${dirtyRate} ${traced ? 'records' : 'pages'}/s, ${mode}, policy ${policyName}, ${clock} clock) to ${host}:${port}`, true);
 
   let lastRound: RoundStats | null = null;
+  let barRound = -1;
   let result: MigrationResult;
   try {
     result = await migrateTo(source, {
@@ -103,10 +104,11 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
       link: linkModel(clock === 'real' && f.bandwidth === undefined ? Infinity : bandwidth, latencyMs),
       observer: {
         progress(round, done, total) {
-          if (done === 0 || total === 0) {
+          if (round !== barRound) {
+            barRound = round;
             progress.start(`round ${round}`, total);
           }
-          progress.update(done, detailFor(lastRound, bandwidth));
+          progress.update(done, detailFor(lastRound, total, bandwidth));
         },
         round(r) {
           progress.stop();
@@ -178,9 +180,14 @@ function formatBytes(n: number): string {
   return n >= GiB ? `${n / GiB} GiB` : `${n / 1048576} MiB`;
 }
 
-function detailFor(last: RoundStats | null, bandwidthMiBps: number): string {
-  if (last === null || last.duration_ms <= 0) return '';
-  const rate = last.dirty / (last.duration_ms / 1000);
-  const estDowntimeMs = ((last.dirty * PAGE_SIZE) / (bandwidthMiBps * 1048576)) * 1000;
+/**
+ * Progress detail for a round: the dirty rate the CLEAN at its start measured
+ * (pages it returned over the previous round's duration) and the downtime a
+ * stop now would cost (those pages over the link).
+ */
+function detailFor(previous: RoundStats | null, dirtyNow: number, bandwidthMiBps: number): string {
+  if (previous === null || previous.duration_ms <= 0) return '';
+  const rate = dirtyNow / (previous.duration_ms / 1000);
+  const estDowntimeMs = ((dirtyNow * PAGE_SIZE) / (bandwidthMiBps * 1048576)) * 1000;
   return `| dirty rate ${Math.round(rate)} pages/s | est. downtime ${estDowntimeMs.toFixed(1)} ms`;
 }
