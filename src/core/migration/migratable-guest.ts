@@ -22,6 +22,14 @@ export interface MigratableGuest {
   readonly vcpuCount: number;
   /** Copies frame `gfn` (4096 bytes) to `dst[dstOffset]`; false (and zeros written) ⇒ unpopulated. */
   readPage(gfn: number, dst: Uint8Array, dstOffset: number): boolean;
+  /**
+   * Optional: points `view` at frame `gfn`'s bytes where they sit, without a
+   * copy; false (view untouched) ⇒ unpopulated. The sender uses it only while
+   * the guest is paused (the final digest), when the bytes cannot change; a
+   * page it sends is always copied first (readPage), so the bytes hashed are
+   * the bytes that leave even if a vCPU writes the frame meanwhile.
+   */
+  viewPage?(gfn: number, view: PageView): boolean;
   enableLogDirty(): void;
   clean(bitmap: Uint32Array): { dirtyCount: number };
   disableLogDirty(): void;
@@ -31,6 +39,12 @@ export interface MigratableGuest {
   runGuestFor(virtualNs: number): void | Promise<void>;
   /** The vCPUs' architectural state, serialized (opaque to the sender). */
   vcpuState(): Uint8Array;
+}
+
+/** Where a page's 4096 bytes sit: `bytes[offset …]`. Reused by the caller. */
+export interface PageView {
+  bytes: Uint8Array;
+  offset: number;
 }
 
 /** A toolstack log-dirty operation the hypervisor refused (Xen: -EINVAL, -EBUSY, -ENOMEM). */

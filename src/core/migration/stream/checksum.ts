@@ -140,6 +140,28 @@ export function hashPage(bytes: Uint8Array, byteOffset: number, out: Uint32Array
   return hashBytes(bytes, byteOffset, PAGE_BYTES, SEED_PAGE, 0, out, outIndex);
 }
 
+/**
+ * Page hashes without a view per page: keeps one u32 view of the last
+ * ArrayBuffer it saw (a batch payload, guest memory, a socket chunk), so
+ * hashing a page in a buffer already seen allocates nothing. Same value as
+ * `hashPage`.
+ */
+export class PageHasher {
+  private buffer: ArrayBufferLike | undefined;
+  private words: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+
+  /** Hash of the 4 KiB page at `bytes[byteOffset]`, written to out[i], out[i+1]. */
+  hash(bytes: Uint8Array, byteOffset: number, out: Uint32Array, outIndex: number): number {
+    const abs = bytes.byteOffset + byteOffset;
+    if ((abs & 3) !== 0) return hashPage(bytes, byteOffset, out, outIndex);
+    if (bytes.buffer !== this.buffer) {
+      this.buffer = bytes.buffer;
+      this.words = new Uint32Array(bytes.buffer, 0, bytes.buffer.byteLength >>> 2);
+    }
+    return hashWords(this.words, abs >>> 2, PAGE_BYTES >>> 2, SEED_PAGE, 0, out, outIndex);
+  }
+}
+
 /** The page hash of an all-zero page: a zero page is recognised by hash, then confirmed. */
 export const ZERO_PAGE_HASH: Readonly<{ lo: number; hi: number }> = (() => {
   const out = new Uint32Array(2);

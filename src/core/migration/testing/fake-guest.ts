@@ -10,7 +10,7 @@
  * dirty page whose content did not change: the hash-skip case).
  */
 import { Xoshiro128, type Rng } from '../../rng.ts';
-import { LogDirtyRefusedError, bitmapWords, type MigratableGuest } from '../migratable-guest.ts';
+import { LogDirtyRefusedError, bitmapWords, type MigratableGuest, type PageView } from '../migratable-guest.ts';
 
 export interface FakeGuestOptions {
   readonly pageCount: number;
@@ -92,6 +92,13 @@ export class FakeGuest implements MigratableGuest {
       return false;
     }
     dst.set(this.memory.subarray(gfn * PAGE, gfn * PAGE + PAGE), dstOffset);
+    return true;
+  }
+
+  viewPage(gfn: number, view: PageView): boolean {
+    if (this.populated[gfn] === 0) return false;
+    view.bytes = this.memory;
+    view.offset = gfn * PAGE;
     return true;
   }
 
