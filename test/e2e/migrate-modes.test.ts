@@ -14,7 +14,8 @@ import { describe, it } from 'node:test';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin/memvisor.js');
-const TRACE = resolve(ROOT, '../shared/traces/sort-2m.lackey.gz');
+const SHARED_TRACE = resolve(ROOT, '../shared/traces/sort-2m.lackey.gz');
+const TRACE = existsSync(SHARED_TRACE) ? SHARED_TRACE : join(ROOT, 'test/fixtures/sort-small.lackey.gz');
 
 interface MigrateJson {
   policy: string;

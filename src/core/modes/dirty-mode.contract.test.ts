@@ -27,7 +27,9 @@ import { createSyntheticWorkload } from '../workload/synthetic.ts';
 import type { ModeName, ModeOptions } from './dirty-mode.ts';
 import { MODES, type ModeEntry } from './registry.ts';
 
-const TRACE = fileURLToPath(new URL('../../../../shared/traces/sort-2m.lackey.gz', import.meta.url));
+const SHARED_TRACE = fileURLToPath(new URL('../../../../shared/traces/sort-2m.lackey.gz', import.meta.url));
+/** The shared sort trace when this checkout sits beside it, else the repo's own recording (test/fixtures). */
+const TRACE = existsSync(SHARED_TRACE) ? SHARED_TRACE : fileURLToPath(new URL('../../../test/fixtures/sort-small.lackey.gz', import.meta.url));
 const TRACE_RECORDS = 100_000;
 const TRACE_WINDOW = 10_000;
 
