@@ -22,6 +22,7 @@ import { PTE_P, PTE_RW, pteHi, pteLo } from '../src/core/formats/x86-pte.ts';
 import { XLATE_OK } from '../src/core/mmu/walker.ts';
 import { STAT_NESTED_HITS, STAT_TLB_HITS } from '../src/core/mmu/mmu-stats.ts';
 import type { GuestMemory } from '../src/core/domain/guest-memory.ts';
+import { loadLE, storeLE } from '../src/core/memory/le-bytes.ts';
 
 const PAGES = 4096;
 const N = 1 << 20;
@@ -36,32 +37,6 @@ function makeBatch(pages: number): AccessBatch {
     b.push(kind, page * 4096 + rng.nextInt(1024) * 4, 4, k);
   }
   return b;
-}
-
-function storeLE(b: Uint8Array, o: number, size: number, lo: number, hi: number): void {
-  b[o] = lo;
-  if (size > 1) {
-    b[o + 1] = lo >>> 8;
-    if (size > 2) {
-      b[o + 2] = lo >>> 16;
-      if (size > 3) {
-        b[o + 3] = lo >>> 24;
-        for (let k = 4; k < size; k++) b[o + k] = hi >>> (8 * (k - 4));
-      }
-    }
-  }
-}
-
-function loadLE(b: Uint8Array, o: number, size: number): number {
-  let lo = b[o]!;
-  if (size > 1) {
-    lo |= b[o + 1]! << 8;
-    if (size > 2) {
-      lo |= b[o + 2]! << 16;
-      if (size > 3) lo |= b[o + 3]! << 24;
-    }
-  }
-  return lo >>> 0;
 }
 
 /** The same work without virtualization: flat memory, no translation. */

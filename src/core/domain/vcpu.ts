@@ -23,6 +23,7 @@ import {
   STAT_ACCESSES, STAT_COUNT, STAT_CYCLES, STAT_FETCHES, STAT_LOADS, STAT_PAGE_CROSSINGS, STAT_STORES, STAT_TLB_HITS,
   STAT_TLB_MISSES,
 } from '../mmu/mmu-stats.ts';
+import { loadLE, storeLE } from '../memory/le-bytes.ts';
 import { TLB_NEED_BY_KIND, TLB_R, TLB_WD, TLB_X } from '../mmu/tlb.ts';
 import { Mmu, type MmuOptions, XLATE_EXIT, XLATE_OK } from '../mmu/walker.ts';
 import { PERM_R, PERM_W, PERM_X } from '../p2m/p2m-type.ts';
@@ -315,39 +316,6 @@ export class Vcpu {
     if (h === null) return 'skip';
     return h.handleGuestFault(this, this.mmu.guestPfAddr, this.mmu.guestPfCode);
   }
-}
-
-/** Little-endian store of `size` (1-8) bytes of (lo, hi). */
-function storeLE(b: Uint8Array, o: number, size: number, lo: number, hi: number): void {
-  b[o] = lo;
-  if (size > 1) {
-    b[o + 1] = lo >>> 8;
-    if (size > 2) {
-      b[o + 2] = lo >>> 16;
-      if (size > 3) {
-        b[o + 3] = lo >>> 24;
-        for (let k = 4; k < size; k++) b[o + k] = hi >>> (8 * (k - 4));
-      }
-    }
-  }
-}
-
-/** Little-endian load of up to 8 bytes, folded into one u32 (low word XOR high word). */
-function loadLE(b: Uint8Array, o: number, size: number): number {
-  let lo = b[o]!;
-  if (size > 1) {
-    lo |= b[o + 1]! << 8;
-    if (size > 2) {
-      lo |= b[o + 2]! << 16;
-      if (size > 3) {
-        lo |= b[o + 3]! << 24;
-        let hi = 0;
-        for (let k = 4; k < size; k++) hi |= b[o + k]! << (8 * (k - 4));
-        lo ^= hi;
-      }
-    }
-  }
-  return lo >>> 0;
 }
 
 // Keep the AccessKind numbering and ours in step.
