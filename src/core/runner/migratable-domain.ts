@@ -9,7 +9,7 @@
  * Units: gfn 4 KiB frames; virtual ns; rate in pages (accesses) per second.
  */
 import type { Domain } from '../domain/domain.ts';
-import type { MigratableGuest } from '../migration/migratable-guest.ts';
+import type { MigratableGuest, PageView } from '../migration/migratable-guest.ts';
 import { LogDirtyRefusedError } from '../migration/migratable-guest.ts';
 import type { DirtyMode } from '../modes/dirty-mode.ts';
 import { STAT_COUNT } from '../mmu/mmu-stats.ts';
@@ -61,6 +61,15 @@ export class MigratableDomain implements MigratableGuest {
 
   readPage(gfn: number, dst: Uint8Array, dstOffset: number): boolean {
     return this.domain.memory.readPage(gfn, dst, dstOffset);
+  }
+
+  /** The frame holding gfn, in place (no copy): for hashing paused memory. False ⇒ unpopulated. */
+  viewPage(gfn: number, view: PageView): boolean {
+    const mfn = this.domain.memory.frameOf(gfn);
+    if (mfn < 0) return false;
+    view.bytes = this.domain.pool.bytesOf(mfn);
+    view.offset = this.domain.pool.byteOffset(mfn);
+    return true;
   }
 
   enableLogDirty(): void {
