@@ -80,6 +80,28 @@ export interface CostModel {
   readonly kvmSlotProtectPerEntry: number;
   /** The VMM reading one ring entry and setting its bit (QEMU kvm_dirty_ring_reap_one). */
   readonly kvmRingReapPerEntry: number;
+
+  // ---- Shadow paging (modes/shadow.ts, shadow/; Xen xen/arch/x86/mm/shadow) ----
+  /** sh_page_fault's fixed part on the fixed path: paging_lock, fault classification, shadow_prealloc check (vCPU). */
+  readonly shadowFaultFixed: number;
+  /** Setting one shadow entry (_sh_propagate + shadow_set_lNe: flags, refcounts, p2m lookup of the target). */
+  readonly shadowPropagate: number;
+  /** Taking one shadow page from the pool and clearing it (shadow_alloc): Xen's pool (free list, possibly after recycling). */
+  readonly shadowAllocXen: number;
+  /** Taking one preallocated shadow page-table info (pop a free list; its frame is already clear). */
+  readonly shadowAllocPrealloc: number;
+  /** Per shadow entry visited while destroying or unhooking shadows (sh_destroy_lNe_shadow, unhook). */
+  readonly shadowTearPerEntry: number;
+  /** Per L1 shadow entry scanned by sh_remove_write_access's brute-force search (hash_foreach over L1 shadows). */
+  readonly shadowScanPerEntry: number;
+  /** Following or updating one backlink (the XI-style pool's per-entry reverse map). */
+  readonly shadowBacklink: number;
+  /** Emulating one guest write to a write-protected page table (x86_emulate + sh_validate_guest_entry), exit excluded. */
+  readonly shadowEmulateWrite: number;
+  /** sh_unsync: take an OOS slot and copy the guest L1 into its snapshot (4 KiB memcpy). */
+  readonly shadowUnsync: number;
+  /** Per entry compared (guest vs snapshot) in an OOS resync. */
+  readonly shadowResyncPerEntry: number;
 }
 
 export const DEFAULT_COSTS: CostModel = Object.freeze({
@@ -169,4 +191,30 @@ export const DEFAULT_COSTS: CostModel = Object.freeze({
   kvmSlotProtectPerEntry: 15,
   // Estimate: read 16 bytes, test the flags, set a bit in the VMM's bitmap, store RESET.
   kvmRingReapPerEntry: 30,
+  // Estimate: sh_page_fault up to the fixed path without the guest walk (its references are
+  // charged as walkRef each): lock, classify, shadow_prealloc's check, perf counters. Adams &
+  // Agesen (ASPLOS 2006) measure a whole "hidden page fault" on a VT-x shadow VMM in the
+  // thousands of cycles on top of the exit; we take 1,500 for the fixed part.
+  shadowFaultFixed: 1500,
+  // Estimate: _sh_propagate (flag arithmetic, p2m lookup ~200) and shadow_set_l1e (refcount
+  // get/put, atomic write): ~300.
+  shadowPropagate: 300,
+  // Estimate: shadow_alloc: free-list pop (~100), clear_page of 4 KiB (~130), page_info set-up
+  // and hash insert (~200); recycling is charged separately per entry torn down.
+  shadowAllocXen: 450,
+  // Estimate: popping a preallocated info whose frame was cleared when it was freed (~50) + hash insert (~100).
+  shadowAllocPrealloc: 150,
+  // Estimate: read an entry, drop the child's refcount if present, write zero.
+  shadowTearPerEntry: 6,
+  // Estimate: one 8-byte read and compare in a sequential scan of an L1 shadow.
+  shadowScanPerEntry: 2,
+  // Estimate: one Int32Array load/store in a cached per-entry link array.
+  shadowBacklink: 10,
+  // Estimate: x86_emulate decoding and executing one MOV (~2,000), sh_validate_guest_entry
+  // re-propagating one entry into each shadow of the page (~500).
+  shadowEmulateWrite: 2500,
+  // Estimate: oos_hash_add bookkeeping (~200) + 4 KiB snapshot memcpy (~200).
+  shadowUnsync: 400,
+  // Estimate: compare one guest entry with its snapshot (two 8-byte reads).
+  shadowResyncPerEntry: 3,
 });

@@ -33,6 +33,14 @@
  *
  * Flushes: explicit flush(), setCr3() (no PCIDs), and the p2m's onFlush hook
  * (any p2m change the CPU may have cached), as Xen's ept_sync_domain / INVEPT.
+ *
+ * Shadow paging (shadow/, modes/shadow.ts): when `shadowMode` is on, the CPU
+ * runs with CR3 pointing at the hypervisor's shadow tables, so a TLB miss is a
+ * 1-D walk of the gva over host frames (x86-64 4-level entries whose frame
+ * field is an mfn; no nested translation, no A/D writes: shadow entries carry
+ * A/D preset from the guest's). A not-present entry or a missing right is a
+ * #PF that the hypervisor intercepts: a `shadow_pf` exit whose qualification
+ * is the #PF error code. Guest CR3 loads are intercepted too (`onCr3Load`).
  */
 import { DEFAULT_COSTS, type CostModel } from '../cost-model.ts';
 import { PTE_A, PTE_D, PTE_HI_NX, PTE_P, PTE_PS, PTE_RW, pteGfn } from '../formats/x86-pte.ts';
@@ -93,6 +101,11 @@ export class Mmu {
   /** Guest page fault details after XLATE_GUEST_PF. */
   guestPfAddr = 0;
   guestPfCode = 0;
+  /** Shadow paging: TLB misses walk the shadow tables at `shadowRootMfn` (0: none yet, every miss exits). */
+  shadowMode = false;
+  shadowRootMfn = 0;
+  /** Shadow paging intercepts MOV to CR3 (sh_update_cr3); called after the load. */
+  onCr3Load: ((gpa: number) => void) | null = null;
 
   // p2m walk results (internal).
   private wMfn = 0;
@@ -123,6 +136,7 @@ export class Mmu {
     this.tlb.flush();
     this.pde.flush();
     this.stats[STAT_TLB_FLUSHES]!++;
+    if (this.onCr3Load !== null) this.onCr3Load(this.cr3);
   }
 
   /**
@@ -132,6 +146,7 @@ export class Mmu {
    */
   translate(addr: number, need: number): number {
     this.stats[STAT_WALKS]!++;
+    if (this.shadowMode) return this.walkShadow(addr, need);
     return this.twoD ? this.walk2d(addr, need) : this.walk1d(addr, need);
   }
 
@@ -224,6 +239,56 @@ export class Mmu {
     stats[STAT_WALK_REFS]! += refs;
     stats[STAT_CYCLES]! += refs * this.costs.walkRef;
     return XLATE_OK;
+  }
+
+  /**
+   * The shadow walk (see the header): gva → shadow L4..L1 → mfn, 4 references,
+   * no superpages (Xen's shadows map guest superpages with fl1 shadows of 4 KiB
+   * entries). Rights are the AND over the levels, as in a native walk.
+   */
+  private walkShadow(gva: number, need: number): number {
+    const pool = this.pool;
+    const vpn = Math.floor(gva / 4096);
+    let table = this.shadowRootMfn;
+    if (table === 0) return this.shadowFault(0, gva, need, 0);
+    let w = true;
+    let x = true;
+    let refs = 0;
+    for (let level = 4; level >= 1; level--) {
+      const idx = level === 1 ? vpn & 511 : (vpn / LEVEL_SPANS[level - 1]!) & 511;
+      const words = pool.wordsOf(table);
+      const i = pool.wordOffset(table) + 2 * idx;
+      const lo = words[i]!;
+      const hi = words[i + 1]!;
+      refs++;
+      if ((lo & PTE_P) === 0) return this.shadowFault(refs, gva, need, 0);
+      if ((lo & PTE_RW) === 0) w = false;
+      if ((hi & PTE_HI_NX) !== 0) x = false;
+      table = pteGfn(lo, hi);
+    }
+    if (((need & PERM_W) !== 0 && !w) || ((need & PERM_X) !== 0 && !x)) return this.shadowFault(refs, gva, need, PFEC_PRESENT);
+    const flags = TLB_R | (w ? TLB_W | TLB_WD : 0) | (x ? TLB_X : 0);
+    this.tlb.fill(vpn, table, flags);
+    this.resMfn = table;
+    this.resFlags = flags;
+    return this.walkDone(refs, XLATE_OK);
+  }
+
+  private shadowFault(refs: number, gva: number, need: number, code: number): number {
+    this.walkDone(refs, 0);
+    const e = this.exit;
+    e.reason = ExitReason.ShadowPf;
+    e.gpa = 0;
+    e.gfn = 0;
+    e.gva = gva;
+    e.access = need;
+    e.p2mPerms = 0;
+    e.level = 0;
+    e.isRecalc = false;
+    e.isTableAccess = false;
+    e.qualification = code | ((need & PERM_W) !== 0 ? PFEC_WRITE : 0) | ((need & PERM_X) !== 0 ? PFEC_FETCH : 0);
+    e.qualificationHi = 0;
+    return XLATE_EXIT;
   }
 
   private walkDone(refs: number, st: number): number {

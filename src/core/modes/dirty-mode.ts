@@ -20,7 +20,7 @@ import type { PagingMode } from '../domain/paging-mode.ts';
 import type { Vcpu } from '../domain/vcpu.ts';
 import type { P2mFormatName } from '../p2m/p2m-format.ts';
 
-export const MODE_NAMES = ['ept-wp', 'ept-pml', 'npt-wp', 'arm-wp', 'kvm-bitmap', 'kvm-ring'] as const;
+export const MODE_NAMES = ['ept-wp', 'ept-pml', 'npt-wp', 'arm-wp', 'kvm-bitmap', 'kvm-ring', 'shadow'] as const;
 export type ModeName = (typeof MODE_NAMES)[number];
 
 export interface HarvestResult {
@@ -44,6 +44,10 @@ export interface ModeOptions {
   readonly kvmClearChunkPages?: number;
   /** kvm-ring: entries per vCPU ring (power of two). */
   readonly ringEntries?: number;
+  /** shadow: Xen's shadow pool (min sizing, pin/LRU recycling) or an XI-style preallocated pool with backlinks. */
+  readonly shadowPool?: 'xen' | 'prealloc';
+  /** shadow: pool size in 4 KiB pages (default: libxl's default; Xen raises it to sh_min_allocation). */
+  readonly shadowPoolPages?: number;
 }
 
 export interface DirtyMode extends PagingMode {
@@ -63,6 +67,14 @@ export interface DirtyMode extends PagingMode {
    * tracking is off.
    */
   markGuestWrite(vcpu: Vcpu, gfn: number): void;
+  /**
+   * Optional (shadow): the guest OS model is about to write at gpa through the
+   * software view, / has written [gpa, gpa + sizeBytes). A mode that
+   * write-protects guest page tables sees here what the hardware would trap.
+   * vcpu is null for writes made outside any vCPU's fault (set-up).
+   */
+  beforeGuestWrite?(vcpu: Vcpu | null, gpa: number): void;
+  afterGuestWrite?(vcpu: Vcpu | null, gpa: number, sizeBytes: number): void;
   /** Stops tracking (Xen OFF / clear KVM_MEM_LOG_DIRTY_PAGES); hardware-cached state is flushed first. */
   disable(): void;
   readonly enabled: boolean;

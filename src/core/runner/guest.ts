@@ -87,14 +87,19 @@ class TrackedGuestPhys implements GuestPhysAccess {
     return this.mem.readU32(gpa);
   }
   writeU32(gpa: number, value: number): void {
+    // Shadow mode sees the write as the hardware would trap it (modes/shadow.ts).
+    this.mode?.beforeGuestWrite?.(this.vcpu, gpa);
     this.mem.writeU32(gpa, value);
     if (this.mode !== null && this.vcpu !== null) this.mode.markGuestWrite(this.vcpu, Math.floor(gpa / PAGE_SIZE));
+    this.mode?.afterGuestWrite?.(this.vcpu, gpa, 4);
   }
   readPage(gfn: number, dst: Uint8Array, dstOffset: number): boolean {
     return this.mem.readPage(gfn, dst, dstOffset);
   }
   writePage(gfn: number, src: Uint8Array, srcOffset: number): void {
+    this.mode?.beforeGuestWrite?.(this.vcpu, gfn * PAGE_SIZE);
     this.mem.writePage(gfn, src, srcOffset);
     if (this.mode !== null && this.vcpu !== null) this.mode.markGuestWrite(this.vcpu, gfn);
+    this.mode?.afterGuestWrite?.(this.vcpu, gfn * PAGE_SIZE, PAGE_SIZE);
   }
 }
