@@ -11,14 +11,14 @@ program
   .description('Hypervisor memory virtualization and live migration: EPT/NPT/ARM stage-2, walker, TLB, VM exits, log-dirty, migration over TCP.')
   .showHelpAfterError('(run with --help for usage)');
 
-const modeHelp = 'dirty-tracking mode: ept-wp, ept-pml, npt-wp, arm-wp, kvm-bitmap, kvm-ring';
+const modeHelp = 'dirty-tracking mode: ept-wp, ept-pml, npt-wp, arm-wp, kvm-bitmap, kvm-ring, shadow';
 
 function traceLikeOptions(c: Command): Command {
   return c
     .option('--clean-every <n>', 'records per log-dirty round (CLEAN after each)', undefined)
     .option('--vcpus <n>', 'vCPUs (records are interleaved in quanta)')
     .option('--page-size <size>', 'guest RAM mapped with 4k or 2m pages')
-    .option('--addressing <how>', 'identity (trace address = gpa) or paged (guest OS page tables)')
+    .option('--addressing <how>', 'identity (trace address = gpa) or paged (guest OS page tables); default paged for --mode shadow, identity otherwise')
     .option('--mem <size>', 'guest memory (default 1T for traces, sparse; 1G for workloads)')
     .option('--workload <name>', 'synthetic workload instead of a trace: uniform, hotspot, zipf, sequential, read-mostly')
     .option('--count <n>', 'accesses a synthetic workload makes')
@@ -28,6 +28,8 @@ function traceLikeOptions(c: Command): Command {
     .option('--kvm-manual-protect', 'kvm-bitmap: GET then CLEAR in 64-page chunks')
     .option('--kvm-initially-set', 'kvm-bitmap: manual protect with the bitmap initially all set')
     .option('--ring-entries <n>', 'kvm-ring: entries per vCPU ring')
+    .option('--shadow-pool <kind>', "shadow: xen (Xen's pool, pin/LRU recycling) or prealloc (XI-style, backlinks)")
+    .option('--shadow-pool-pages <n>', "shadow: pool size in 4 KiB pages (default libxl's; Xen raises it to its minimum)")
     .option('--json', 'print one JSON object');
 }
 

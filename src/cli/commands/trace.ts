@@ -26,6 +26,8 @@ export interface TraceFlags {
   kvmManualProtect?: boolean;
   kvmInitiallySet?: boolean;
   ringEntries?: string;
+  shadowPool?: string;
+  shadowPoolPages?: string;
   json?: boolean;
 }
 
@@ -36,6 +38,8 @@ export function modeOptionsFrom(f: TraceFlags): ModeOptions {
     kvmManualProtect: f.kvmManualProtect === true || f.kvmInitiallySet === true,
     kvmInitiallySet: f.kvmInitiallySet === true,
     ...(f.ringEntries !== undefined ? { ringEntries: intFlag('--ring-entries', f.ringEntries, 4096, 64, 1 << 20) } : {}),
+    shadowPool: choiceFlag('--shadow-pool', f.shadowPool, ['xen', 'prealloc'] as const, 'xen'),
+    ...(f.shadowPoolPages !== undefined ? { shadowPoolPages: intFlag('--shadow-pool-pages', f.shadowPoolPages, 0, 8, 2 ** 31) } : {}),
   };
 }
 
@@ -50,7 +54,9 @@ export interface TraceRun {
 export async function traceOnce(file: string | undefined, f: TraceFlags, mode: string, progress: Progress): Promise<TraceRun> {
   const isTrace = file !== undefined;
   if (!isTrace && f.workload === undefined) throw new UsageError('give a trace file (or - for stdin), or --workload NAME');
-  const { memBytes, vcpus, count, seed, addressing, pageSize } = parseGuestFlags(f, isTrace);
+  // Shadow mode shadows guest page tables: it runs paged unless told otherwise (identity = guest paging off).
+  const guestFlags = mode === 'shadow' && f.addressing === undefined ? { ...f, addressing: 'paged' } : f;
+  const { memBytes, vcpus, count, seed, addressing, pageSize } = parseGuestFlags(guestFlags, isTrace);
   const cleanEvery = intFlag('--clean-every', f.cleanEvery, 100_000);
   const guest = createGuest({ memBytes, vcpus, mode, addressing, pageSize, modeOptions: modeOptionsFrom(f) });
   const source = openSource({ trace: file, workload: f.workload, pageCount: memBytes / 4096, count, seed });
@@ -71,7 +77,7 @@ export async function traceOnce(file: string | undefined, f: TraceFlags, mode: s
 
 export async function traceCommand(file: string, f: TraceFlags): Promise<void> {
   const mode = modeFlag(f.mode, 'ept-wp');
-  if (f.mode === undefined) throw new UsageError('--mode is required (one of: ept-wp, ept-pml, npt-wp, arm-wp, kvm-bitmap, kvm-ring)');
+  if (f.mode === undefined) throw new UsageError('--mode is required (one of: ept-wp, ept-pml, npt-wp, arm-wp, kvm-bitmap, kvm-ring, shadow)');
   const run = await traceOnce(file === '' ? undefined : file, f, mode, new Progress(!f.json));
   if (f.json) {
     process.stdout.write(`${JSON.stringify(run)}\n`);
