@@ -98,6 +98,36 @@ program
   .option('--json', 'print one JSON object per event')
   .action(async (opts) => (await import('./commands/receive.ts')).receiveCommand(opts));
 
+program
+  .command('dashboard')
+  .description('local web dashboard: a guest under a dirty-tracking mode, live charts per round, a memory heatmap, live migration')
+  .option('--port <n>', 'port on 127.0.0.1 (0 picks one; the URL is the first line printed)', '7070')
+  .option('--mode <mode>', `${modeHelp} (default ept-pml)`)
+  .option('--workload <name>', 'uniform, hotspot, zipf, sequential, read-mostly (default hotspot)')
+  .option('--mem <size>', 'guest memory, up to 4G (default 256M)')
+  .option('--vcpus <n>', 'vCPUs')
+  .option('--dirty-rate <pages/s>', 'accesses (page writes) per virtual second; default 20000')
+  .option('--clean-every <n>', 'accesses per round (default: a quarter of a virtual second)')
+  .option('--seed <n>', 'seed')
+  .option('--no-start', 'wait for the page to start a run')
+  .action(async (opts) => (await import('./commands/dashboard.ts')).dashboardCommand(opts));
+
+program
+  .command('access')
+  .description('run a guest with a xen-access style mem_access listener and print every event in the order raised')
+  .option('--mode <mode>', 'write (default rx, then rwx after the first event) or exec (default rw, then rwx)')
+  .option('--trace <file>', 'Valgrind lackey trace (plain or gzip, or - for stdin)')
+  .option('--workload <name>', 'uniform, hotspot, zipf, sequential, read-mostly')
+  .option('--vcpus <n>', 'vCPUs')
+  .option('--mem <size>', 'guest memory, populated up front (default 64M)')
+  .option('--count <n>', 'accesses a synthetic workload makes (default 100,000)')
+  .option('--seed <n>', 'seed')
+  .option('--addressing <how>', 'identity or paged')
+  .option('--dirty-mode <mode>', `${modeHelp}, run under mem_access with log-dirty on`)
+  .option('--required', 'access_required: a violation with no listener crashes the domain')
+  .option('--json', 'print one JSON object')
+  .action(async (opts) => (await import('./commands/access.ts')).accessCommand(opts));
+
 program.addOption(new Option('--debug').hideHelp());
 
 program.parseAsync(process.argv).catch(reportAndExit);
