@@ -13,9 +13,9 @@
  *     sink call (the spill buffer is reused).
  *
  * Zero copy: a PAGE_BATCH payload page that lies wholly inside one pushed
- * chunk at a 4-aligned address is hashed where it sits and handed to the
- * sink as a view of that chunk; only a page cut by a chunk boundary (or in an
- * unaligned chunk) is copied, into a spill buffer. Each page is hashed as
+ * chunk is hashed where it sits (at any alignment: socket reads need not
+ * keep the stream 4-aligned) and handed to the sink as a view of that chunk;
+ * only a page cut by a chunk boundary is copied, into a spill buffer. Each page is hashed as
  * soon as its last byte arrives, so verification is spread over the chunks
  * and the batch checksum at the end covers only descriptors and page hashes.
  * Ownership: the decoder keeps views into pushed chunks until the record they
@@ -24,7 +24,7 @@
  * reused only after the whole record was pushed).
  */
 
-import { hashWords, SEED_PAGE, SEED_RECORD, ZERO_PAGE_HASH } from './checksum.ts';
+import { hashWords, PageHasher, SEED_PAGE, SEED_RECORD, ZERO_PAGE_HASH } from './checksum.ts';
 import {
   BadHeaderError,
   BadMagicError,
@@ -183,9 +183,8 @@ export class StreamDecoder {
   /** Pages cut by a chunk boundary or unaligned, at j·4096 (allocated on first need). */
   private spill = EMPTY;
   private spillWords = new Uint32Array(0);
-  /** u32 view of the last chunk's ArrayBuffer (one view per buffer, not per page). */
-  private lastBuffer: ArrayBufferLike | undefined;
-  private lastWords: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+  /** Hashes pages in place (one view per chunk buffer, not per page). */
+  private readonly hasher = new PageHasher();
 
   constructor(
     private readonly sink: StreamSink,
@@ -396,8 +395,7 @@ export class StreamDecoder {
 
   /**
    * Takes payload bytes of the current batch from `chunk[p, n)`: hashes each
-   * page that is whole and 4-aligned in the chunk where it sits, spills the
-   * rest. Returns the new `p`.
+   * page that is whole in the chunk where it sits, spills the rest. Returns the new `p`.
    */
   private takePayload(chunk: Uint8Array, p: number, n: number): number {
     const b = this.batch;
@@ -407,13 +405,8 @@ export class StreamDecoder {
     while (p < n && this.pageIdx < pages) {
       const j = this.pageIdx;
       const i = this.payloadDesc[j]!;
-      const abs = chunk.byteOffset + p;
-      if (this.pageFill === 0 && n - p >= STREAM_PAGE_SIZE && (abs & 3) === 0) {
-        if (chunk.buffer !== this.lastBuffer) {
-          this.lastBuffer = chunk.buffer;
-          this.lastWords = new Uint32Array(chunk.buffer, 0, chunk.buffer.byteLength >>> 2);
-        }
-        hashWords(this.lastWords, abs >>> 2, PAGE_WORDS, SEED_PAGE, 0, ck, 0);
+      if (this.pageFill === 0 && n - p >= STREAM_PAGE_SIZE) {
+        this.hasher.hash(chunk, p, ck, 0);
         b.pageBytes[i] = chunk;
         b.payloadOffset[i] = p;
         p += STREAM_PAGE_SIZE;
