@@ -4,10 +4,15 @@
  *
  *   node --import tsx bench/migration.bench.ts [--mib 512] [--runs 2]
  *
- * Prints pages/s for: the raw pipe (1 MiB writes, honouring drain, receiver
- * discards), a migration into a receiver that allocates destination memory as
- * pages arrive (cold), and one whose destination memory was populated before
- * the stream (warm: like a destination domain built up front), and the ratios.
+ * Prints pages/s for: the raw pipe (1 MiB writes, honouring drain; the sink
+ * process preallocates and touches the same MiB as the warm receiver, then
+ * discards what it reads), a migration into a receiver that allocates
+ * destination memory as pages arrive (cold), and one whose destination memory
+ * was populated before the stream (warm: like a destination domain built up
+ * front), and the ratios. Like for like: the raw pipe moves exactly the
+ * migration's stream bytes, between two processes started the same way
+ * (spawned, listening on loopback, preallocated before the clock starts);
+ * the headline ratio is warm ÷ raw, per run, and its median over the runs.
  * The guest is a FakeGuest filled with random data, not writing (dirty rate 0),
  * so the stream is round 0 plus an empty stop-and-copy: what is measured is
  * the data path (read, hash, frame, socket, decode, verify, apply, digest).
@@ -26,10 +31,12 @@ const MIB = Number(values.mib);
 const RUNS = Number(values.runs);
 const PAGES = MIB * 256;
 
-/** A sink process: listens, reads `bytes`, answers one byte, exits. */
+/** A sink process: preallocates like the warm receiver, listens, reads `bytes`, answers one byte, exits. */
 const SINK = `
 const net = require('node:net');
 const want = Number(process.argv[1]);
+const prealloc = new Uint8Array(Number(process.argv[2]) * 1048576);
+for (let o = 0; o < prealloc.length; o += 4096) prealloc[o] = 0;
 const srv = net.createServer((s) => {
   let got = 0;
   s.on('data', (d) => { got += d.length; if (got >= want) { s.end(Buffer.from([1])); srv.close(); } });
@@ -37,8 +44,8 @@ const srv = net.createServer((s) => {
 srv.listen(0, '127.0.0.1', () => console.log(srv.address().port));
 `;
 
-async function rawPipe(bytes: number): Promise<number> {
-  const child = spawn(process.execPath, ['-e', SINK, String(bytes)], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function rawPipe(bytes: number, preallocMiB: number): Promise<number> {
+  const child = spawn(process.execPath, ['-e', SINK, String(bytes), String(preallocMiB)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((r) => child.stdout!.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
   const chunk = Buffer.allocUnsafe(1 << 20);
   for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE((i * 2654435761) >>> 0, i);
@@ -76,12 +83,14 @@ async function main(): Promise<void> {
   const guest = new FakeGuest({ pageCount: PAGES, fill: 'random', seed: 1 });
   let best = { raw: Infinity, cold: Infinity, warm: Infinity, coldR0: Infinity, warmR0: Infinity };
   let bytes = 0;
+  const runRatios: number[] = [];
   for (let run = 0; run < RUNS; run++) {
     const cold = await migration(guest, undefined);
     const warm = await migration(guest, MIB);
     if (!cold.verified || !warm.verified) throw new Error('migration did not verify');
     bytes = warm.bytes;
-    const raw = await rawPipe(bytes);
+    const raw = await rawPipe(bytes, MIB);
+    runRatios.push(raw / warm.ms);
     best = {
       raw: Math.min(best.raw, raw),
       cold: Math.min(best.cold, cold.ms),
@@ -90,7 +99,7 @@ async function main(): Promise<void> {
       warmR0: Math.min(best.warmR0, warm.round0Ms),
     };
     console.log(
-      `run ${run}: raw ${raw.toFixed(0)} ms | migration cold ${cold.ms.toFixed(0)} ms (round 0 ${cold.round0Ms.toFixed(0)} ms, downtime ${cold.downtime.toFixed(1)} ms) | warm ${warm.ms.toFixed(0)} ms (round 0 ${warm.round0Ms.toFixed(0)} ms, downtime ${warm.downtime.toFixed(1)} ms)`,
+      `run ${run}: ratio ${(raw / warm.ms).toFixed(2)} | raw ${raw.toFixed(0)} ms | migration cold ${cold.ms.toFixed(0)} ms (round 0 ${cold.round0Ms.toFixed(0)} ms, downtime ${cold.downtime.toFixed(1)} ms) | warm ${warm.ms.toFixed(0)} ms (round 0 ${warm.round0Ms.toFixed(0)} ms, downtime ${warm.downtime.toFixed(1)} ms)`,
     );
   }
   const rawRate = rate(PAGES, best.raw);
@@ -104,7 +113,9 @@ async function main(): Promise<void> {
   console.log(`\nstream bytes ${(bytes / 2 ** 20).toFixed(1)} MiB for ${PAGES} pages`);
   for (const [name, r] of rows) console.log(`${name.padEnd(46)} ${String(r).padStart(9)} pages/s  (${((r * 4096) / 2 ** 30).toFixed(2)} GiB/s)  ratio ${(r / rawRate).toFixed(2)}`);
   const warmRatio = rate(PAGES, best.warm) / rawRate;
-  console.log(`\nratio (warm receiver, end to end, vs raw): ${warmRatio.toFixed(2)} — target ≥ 0.80: ${warmRatio >= 0.8 ? 'met' : 'NOT met'}`);
+  const sorted = [...runRatios].sort((a, b) => a - b);
+  const median = sorted.length % 2 ? sorted[sorted.length >> 1]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+  console.log(`\nratio (warm receiver, end to end, vs raw): best-of-runs ${warmRatio.toFixed(2)}, median of per-run ratios ${median.toFixed(2)} — target ≥ 0.80: ${median >= 0.8 ? 'met' : 'NOT met'}`);
 }
 
 main().catch((e: unknown) => {
