@@ -182,3 +182,14 @@ test('every single-byte flip anywhere is refused, and no damaged batch is applie
     assert.ok(applied <= (i >= secondBatch + 16 + rd32(ref, secondBatch + 4) ? 2 : i >= secondBatch ? 1 : 0) || i < firstBatch && applied === 0);
   }
 });
+
+test('pages hashed in place in an unaligned chunk: a good stream decodes, a flipped payload byte is refused unapplied', () => {
+  const shifted = (b: Uint8Array) => { const host = new Uint8Array(b.length + 3); host.set(b, 3); return host.subarray(3); };
+  assert.equal(run(shifted(good()), 1 << 20).err, undefined);
+  assert.equal(run(shifted(good()), 1 << 20).batches, 2);
+  const b = good(); const at = findRecord(b, 2);
+  b[at + RECORD_HEADER_BYTES + 8 + 3 * 8 + 4096 + 5] ^= 0x80; // second page of the first batch
+  const { err, batches } = run(shifted(b), 1 << 20);
+  assert.ok(err instanceof ChecksumMismatchError);
+  assert.equal(batches, 0);
+});
