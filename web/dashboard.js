@@ -120,6 +120,12 @@ function niceMax(v) {
   return 10 * p;
 }
 
+/** Grid lines for an axis from 0 to a niceMax value: steps of 1, 2 or 5 × 10^k. */
+function ticksOf(max) {
+  const lead = Math.round(max / 10 ** Math.floor(Math.log10(max)));
+  return lead === 2 ? 4 : 5;
+}
+
 function fmt(n) {
   if (n >= 1e9) return `${(n / 1e9).toFixed(n >= 1e10 ? 0 : 1)}G`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(n >= 1e7 ? 0 : 1)}M`;
@@ -165,8 +171,9 @@ function barChart(cv, labels, series, { stacked = false, xLabel = (i) => labels[
   ctx.strokeStyle = '#e3e7eb';
   ctx.fillStyle = '#4b5560';
   ctx.textAlign = 'right';
-  for (let k = 0; k <= 4; k++) {
-    const v = (max * k) / 4;
+  const ticks = ticksOf(max);
+  for (let k = 0; k <= ticks; k++) {
+    const v = (max * k) / ticks;
     ctx.beginPath();
     ctx.moveTo(L, Math.round(y(v)) + 0.5);
     ctx.lineTo(W - R, Math.round(y(v)) + 0.5);
@@ -214,8 +221,9 @@ function lineChart(cv, n, series) {
   ctx.strokeStyle = '#e3e7eb';
   ctx.fillStyle = '#4b5560';
   ctx.textAlign = 'right';
-  for (let k = 0; k <= 4; k++) {
-    const v = (max * k) / 4;
+  const ticks = ticksOf(max);
+  for (let k = 0; k <= ticks; k++) {
+    const v = (max * k) / ticks;
     ctx.beginPath();
     ctx.moveTo(L, Math.round(y(v)) + 0.5);
     ctx.lineTo(W - R, Math.round(y(v)) + 0.5);
