@@ -18,7 +18,7 @@ function traceLikeOptions(c: Command): Command {
     .option('--clean-every <n>', 'records per log-dirty round (CLEAN after each)', undefined)
     .option('--vcpus <n>', 'vCPUs (records are interleaved in quanta)')
     .option('--page-size <size>', 'guest RAM mapped with 4k or 2m pages')
-    .option('--addressing <how>', 'identity (trace address = gpa) or paged (guest OS page tables); default paged for --mode shadow, identity otherwise')
+    .option('--addressing <how>', 'identity (trace address = gpa) or paged (guest OS page tables: the guest shadow mode shadows); default identity')
     .option('--mem <size>', 'guest memory (default 1T for traces, sparse; 1G for workloads)')
     .option('--workload <name>', 'synthetic workload instead of a trace: uniform, hotspot, zipf, sequential, read-mostly')
     .option('--count <n>', 'accesses a synthetic workload makes')

@@ -41,7 +41,7 @@ writeFileSync(
 
 describe('memvisor CLI contract', { timeout: 300_000 }, () => {
   it('trace --json prints the contract object, one CLEAN per window and one after the partial window', () => {
-    for (const mode of ['ept-wp', 'ept-pml', 'npt-wp', 'arm-wp', 'kvm-bitmap', 'kvm-ring']) {
+    for (const mode of ['ept-wp', 'ept-pml', 'npt-wp', 'arm-wp', 'kvm-bitmap', 'kvm-ring', 'shadow']) {
       const r = cli(['trace', small, '--mode', mode, '--clean-every', '4', '--json']);
       assert.equal(r.code, 0, `${mode}: ${r.stderr}`);
       const o = JSON.parse(r.stdout);

@@ -4,7 +4,9 @@
  * million records (mode cycles minus an untracked baseline run on the same
  * p2m format), cycles spent harvesting, and host memory the tracking
  * structures hold. A mode may carry a variant after a colon:
- * `ept-pml:every-exit`, `arm-wp:list`, `kvm-bitmap:manual`.
+ * `ept-pml:every-exit`, `arm-wp:list`, `kvm-bitmap:manual`, `shadow:prealloc`.
+ * Shadow's baseline is an untracked HAP run on its software p2m's format, so
+ * its tracking cycles include the cost of shadow paging itself.
  */
 import { MODE_NAMES } from '../../core/modes/dirty-mode.ts';
 import { modeEntry } from '../../core/modes/registry.ts';
@@ -21,7 +23,7 @@ export interface CompareFlags extends TraceFlags {
   modes?: string;
 }
 
-const DEFAULT_ROWS = ['ept-wp', 'ept-pml', 'ept-pml:every-exit', 'npt-wp', 'arm-wp', 'arm-wp:list', 'kvm-bitmap', 'kvm-bitmap:manual', 'kvm-ring'];
+const DEFAULT_ROWS = ['ept-wp', 'ept-pml', 'ept-pml:every-exit', 'npt-wp', 'arm-wp', 'arm-wp:list', 'kvm-bitmap', 'kvm-bitmap:manual', 'kvm-ring', 'shadow', 'shadow:prealloc'];
 
 const VARIANTS: Record<string, Partial<TraceFlags>> = {
   'ept-pml:every-exit': { pmlFlush: 'every-exit' },
@@ -30,6 +32,8 @@ const VARIANTS: Record<string, Partial<TraceFlags>> = {
   'arm-wp:bitmap': { armDirtySet: 'bitmap' },
   'kvm-bitmap:manual': { kvmManualProtect: true },
   'kvm-bitmap:initially-set': { kvmInitiallySet: true },
+  'shadow:xen': { shadowPool: 'xen' },
+  'shadow:prealloc': { shadowPool: 'prealloc' },
 };
 
 export async function compareCommand(file: string, f: CompareFlags): Promise<void> {

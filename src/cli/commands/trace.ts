@@ -54,8 +54,10 @@ export interface TraceRun {
 export async function traceOnce(file: string | undefined, f: TraceFlags, mode: string, progress: Progress): Promise<TraceRun> {
   const isTrace = file !== undefined;
   if (!isTrace && f.workload === undefined) throw new UsageError('give a trace file (or - for stdin), or --workload NAME');
-  // Shadow mode shadows guest page tables: it runs paged unless told otherwise (identity = guest paging off).
-  const guestFlags = mode === 'shadow' && f.addressing === undefined ? { ...f, addressing: 'paged' } : f;
+  // Identity is every mode's default, so the same trace gives the same dirty set in every mode;
+  // shadow mode then shadows a guest with paging off (Xen's unpaged identity map); --addressing
+  // paged gives it real guest page tables to shadow.
+  const guestFlags = f;
   const { memBytes, vcpus, count, seed, addressing, pageSize } = parseGuestFlags(guestFlags, isTrace);
   const cleanEvery = intFlag('--clean-every', f.cleanEvery, 100_000);
   const guest = createGuest({ memBytes, vcpus, mode, addressing, pageSize, modeOptions: modeOptionsFrom(f) });
