@@ -9,6 +9,7 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -30,9 +31,9 @@ interface MigrateJson {
   verified: boolean;
 }
 
-function migrate(args: string[]): Promise<MigrateJson> {
+function migrate(args: string[], cwd = ROOT): Promise<MigrateJson> {
   return new Promise((ok, fail) => {
-    const child = spawn(process.execPath, [BIN, 'migrate', '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'migrate', '--json', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d));
@@ -77,8 +78,8 @@ describe('migrate a running guest between processes', { timeout: 600_000 }, () =
     }
   });
 
-  it('a freshly booted guest sends zero pages as flags', async () => {
-    const r = await migrate(['--mem', '16M', '--fill', 'zero', '--workload', 'hotspot', '--dirty-rate', '1000']);
+  it('a freshly booted guest sends zero pages as flags (run from another directory)', async () => {
+    const r = await migrate(['--mem', '16M', '--fill', 'zero', '--workload', 'hotspot', '--dirty-rate', '1000'], tmpdir());
     assert.equal(r.verified, true);
     assert.ok(r.bytes_sent < 16 * 1024 * 1024 * 0.2, `zero pages carry no payload (${r.bytes_sent} bytes)`);
   });

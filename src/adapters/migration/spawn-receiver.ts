@@ -7,6 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const RECEIVER_ENTRY = fileURLToPath(new URL('./receiver-main.ts', import.meta.url));
+/** The TypeScript loader, resolved from this package (not from the caller's working directory). */
+const TSX_LOADER = import.meta.resolve('tsx');
 
 export interface SpawnedReceiver {
   readonly host: string;
@@ -30,7 +32,7 @@ export interface SpawnReceiverOptions {
 
 export function spawnReceiver(o: SpawnReceiverOptions = {}): Promise<SpawnedReceiver> {
   const host = o.host ?? '127.0.0.1';
-  const args = ['--import', 'tsx', RECEIVER_ENTRY, '--listen', `${host}:0`, '--json'];
+  const args = ['--import', TSX_LOADER, RECEIVER_ENTRY, '--listen', `${host}:0`, '--json'];
   if (o.tlsCert) args.push('--tls-cert', o.tlsCert, '--tls-key', o.tlsKey!);
   if (o.token !== undefined) args.push('--token', o.token);
   if (o.once) args.push('--once');
