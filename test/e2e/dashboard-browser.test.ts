@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { startDashboardProcess } from './dashboard-process.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
+/** Debian's chromium; MEMVISOR_CHROMIUM points elsewhere. */
+const CHROMIUM = process.env.MEMVISOR_CHROMIUM ?? '/usr/bin/chromium';
 /**
  * Runs in the page (a string: tsx names functions with a helper the page
  * does not have): true once 3 rounds are in, the dirty chart holds > 50

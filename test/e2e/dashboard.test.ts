@@ -51,6 +51,10 @@ describe('memvisor dashboard (HTTP + SSE)', { timeout: 45_000 }, () => {
       assert.ok(r.cycles > 0);
       assert.equal(r.page_count, 16384);
     }
+    // A page that connects late gets the run's recent rounds first (its charts are not empty).
+    const late = await readEvents(dash.url, (s) => s.some((e) => e.event === 'round'), 10_000);
+    const firstLate = late.find((e) => e.event === 'round')!.data;
+    assert.equal(firstLate.round, 1, 'history starts at the run\'s first round');
     const res = await fetch(new URL('api/heatmap', dash.url));
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('content-type'), 'application/octet-stream');

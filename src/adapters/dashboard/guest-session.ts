@@ -41,6 +41,8 @@ import { CounterDeltas, type RoundSample } from './round-sample.ts';
 export const SLICE_MS = 8;
 /** Shortest wall time between two rounds, so the page is not flooded. */
 export const MIN_ROUND_MS = 50;
+/** Rounds of the current run kept for a page that connects late (what its charts show). */
+export const HISTORY_ROUNDS = 90;
 
 export interface RunConfig {
   readonly mode: ModeName;
@@ -113,6 +115,8 @@ interface Run {
   roundStartMs: number;
   /** Cached encoded heatmap, invalidated by every recorded round. */
   frame: Uint8Array | null;
+  /** The last HISTORY_ROUNDS samples, oldest first. */
+  readonly history: RoundSample[];
 }
 
 export class GuestSession {
@@ -172,6 +176,7 @@ export class GuestSession {
       leftInRound: config.cleanEvery,
       roundStartMs: performance.now(),
       frame: null,
+      history: [],
     };
     this.setState('running', '');
     this.schedule(0);
@@ -185,6 +190,11 @@ export class GuestSession {
       this.setState('stopped', '');
     }
     return this.snapshot();
+  }
+
+  /** The current run's last rounds, oldest first (sent to a page when it connects). */
+  recentRounds(): readonly RoundSample[] {
+    return this.run?.history ?? [];
   }
 
   /** The current heatmap frame (see heatmap-frame.ts), or null before the first run. */
@@ -384,6 +394,8 @@ export class GuestSession {
       page_count: run.ages.pageCount,
       tracking_bytes: mode.trackingBytes(),
     };
+    run.history.push(sample);
+    if (run.history.length > HISTORY_ROUNDS) run.history.shift();
     this.emit('round', sample);
   }
 }

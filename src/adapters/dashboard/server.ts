@@ -4,8 +4,9 @@
  *   GET  /                 web/index.html
  *   GET  /dashboard.js     the page's module (plain JS, served as is)
  *   GET  /api/state        session snapshot + the choices (modes, workloads, policies) + defaults
- *   GET  /api/events       Server-Sent Events: state, round, heatmap, migration-start,
- *                          migration-round, migration-done, failure (JSON data, one line each)
+ *   GET  /api/events       Server-Sent Events: state, then the run's recent rounds, then live:
+ *                          state, round, heatmap, migration-start, migration-round,
+ *                          migration-done, failure (JSON data, one line each)
  *   GET  /api/heatmap      the current heatmap frame (heatmap-frame.ts), 204 before a run
  *   POST /api/run          start a fresh run (run-request.ts)
  *   POST /api/stop         stop the run loop
@@ -103,6 +104,8 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
         res.write('retry: 1000\n\n');
         res.write(sseFrame('state', session.snapshot()));
+        // A page that connects mid-run gets the rounds its charts would have shown.
+        for (const r of session.recentRounds()) res.write(sseFrame('round', r));
         clients.add(res);
         req.on('close', () => clients.delete(res));
         return;
