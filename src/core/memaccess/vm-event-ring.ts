@@ -81,9 +81,15 @@ export class FrontRing {
     this.page.reqProd = this.reqProdPvt;
   }
 
-  /** RING_HAS_UNCONSUMED_RESPONSES. */
+  /**
+   * RING_HAS_UNCONSUMED_RESPONSES, capped at the requests produced and not yet
+   * answered: a listener cannot hand back slots it never held (Xen trusts
+   * rsp_prod; a listener publishing more would corrupt its free-slot count).
+   */
   unconsumedResponses(): number {
-    return u32(this.page.rspProd - this.rspCons);
+    const n = u32(this.page.rspProd - this.rspCons);
+    const outstanding = u32(this.reqProdPvt - this.rspCons);
+    return n < outstanding ? n : outstanding;
   }
 
   /** Reads the next response and consumes it (rsp_cons++, rsp_event = rsp_cons + 1), as vm_event_get_response does. */
