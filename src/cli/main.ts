@@ -110,6 +110,7 @@ program
   .option('--clean-every <n>', 'accesses per round (default: a quarter of a virtual second)')
   .option('--seed <n>', 'seed')
   .option('--no-start', 'wait for the page to start a run')
+  .option('--json', 'print one JSON object {url, mode, workload, dirty_rate, mem_bytes} instead of the URL line')
   .action(async (opts) => (await import('./commands/dashboard.ts')).dashboardCommand(opts));
 
 program

@@ -23,6 +23,7 @@ export interface DashboardFlags {
   cleanEvery?: string;
   seed?: string;
   start?: boolean;
+  json?: boolean;
 }
 
 export async function dashboardCommand(f: DashboardFlags): Promise<void> {
@@ -48,8 +49,13 @@ export async function dashboardCommand(f: DashboardFlags): Promise<void> {
     if (code === 'EACCES') throw new UsageError(`--port: not allowed to listen on 127.0.0.1:${port}`);
     throw e;
   }
-  process.stdout.write(`${dash.url}\n`);
-  process.stdout.write(`memvisor dashboard: ${defaults.mode}, ${defaults.workload} at ${dirtyRate} pages/s on a ${memBytes / 1048576} MiB guest; Ctrl-C to quit\n`);
+  if (f.json) {
+    // One JSON object: where the dashboard listens and what it runs (the server keeps running).
+    process.stdout.write(`${JSON.stringify({ url: dash.url, mode: defaults.mode, workload: defaults.workload, dirty_rate: dirtyRate, mem_bytes: memBytes })}\n`);
+  } else {
+    process.stdout.write(`${dash.url}\n`);
+    process.stdout.write(`memvisor dashboard: ${defaults.mode}, ${defaults.workload} at ${dirtyRate} pages/s on a ${memBytes / 1048576} MiB guest; Ctrl-C to quit\n`);
+  }
   await new Promise<void>((resolve) => {
     const quit = (): void => {
       process.off('SIGINT', quit);
