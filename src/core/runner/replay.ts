@@ -11,6 +11,7 @@
  * node:*; callers sample progress through `onProgress`.
  */
 import { STAT_CYCLES } from '../mmu/mmu-stats.ts';
+import { PAGE_SIZE } from '../units.ts';
 import { EXIT_REASON_COUNT, EXIT_REASON_NAMES } from '../vm-exit.ts';
 import { AccessBatch, type AccessSource } from '../workload/access-batch.ts';
 import type { Guest } from './guest.ts';
@@ -101,9 +102,14 @@ export async function replay(guest: Guest, source: AccessSource, opts: ReplayOpt
       const next = domain.run(batch, pos, end);
       if (next < end) {
         const line = batch.line[next]!;
-        const why = domain.crashed
-          ? `guest crashed: ${domain.crashReason || 'unhandled VM exit'}`
-          : 'guest stopped (a vCPU is paused)';
+        const addr = batch.addr[next]!;
+        const memBytes = domain.memory.pageCount * PAGE_SIZE;
+        const identity = !domain.vcpus[0]!.mmu.twoD;
+        const why = domain.crashed && identity && addr + batch.size[next]! > memBytes
+          ? `address 0x${addr.toString(16)} is beyond guest memory (${memBytes} bytes): give a larger --mem`
+          : domain.crashed
+            ? `guest crashed: ${domain.crashReason || 'unhandled VM exit'}`
+            : 'guest stopped (a vCPU is paused)';
         throw new ReplayError(source.name.replace(/^trace /, ''), line, why);
       }
       records += end - pos;
