@@ -28,11 +28,13 @@ export interface SpawnReceiverOptions {
   /** Populate this much destination memory before listening (MiB). */
   readonly preallocMiB?: number;
   readonly startTimeoutMs?: number;
+  /** Extra node flags for the receiver process (e.g. `--cpu-prof`, which NODE_OPTIONS refuses). */
+  readonly execArgv?: readonly string[];
 }
 
 export function spawnReceiver(o: SpawnReceiverOptions = {}): Promise<SpawnedReceiver> {
   const host = o.host ?? '127.0.0.1';
-  const args = ['--import', TSX_LOADER, RECEIVER_ENTRY, '--listen', `${host}:0`, '--json'];
+  const args = [...(o.execArgv ?? []), '--import', TSX_LOADER, RECEIVER_ENTRY, '--listen', `${host}:0`, '--json'];
   if (o.tlsCert) args.push('--tls-cert', o.tlsCert, '--tls-key', o.tlsKey!);
   if (o.token !== undefined) args.push('--token', o.token);
   if (o.once) args.push('--once');

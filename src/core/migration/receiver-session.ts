@@ -93,6 +93,11 @@ export class ReceiverSession {
     return this.decoder.offset;
   }
 
+  /** Stream offset of the first pushed byte still referenced (see StreamDecoder.retainedFrom). */
+  get retainedFrom(): number {
+    return this.decoder.retainedFrom;
+  }
+
   /** Set once END has been processed. */
   get outcome(): ReceiverOutcome | undefined {
     return this.outcomeValue;

@@ -193,3 +193,37 @@ test('pages hashed in place in an unaligned chunk: a good stream decodes, a flip
   assert.ok(err instanceof ChecksumMismatchError);
   assert.equal(batches, 0);
 });
+
+test('retainedFrom: a chunk wholly before it may be overwritten without changing what any batch delivers', () => {
+  // Pages of distinct content, cut into chunks that a reader recycles as soon
+  // as retainedFrom allows it, scribbling on each recycled chunk first.
+  const spec = { pageCount: 4096, vcpus: 1, batches: [] as { gfn: number; fill: number[] | null }[][], vcpu: [1], digest: [1, 2] as [number, number] };
+  for (let r = 0; r < 3; r++) spec.batches.push(Array.from({ length: 700 }, (_, i) => ({ gfn: (i * 5 + r) % 4096, fill: i % 9 === 0 ? null : [r + 1, i + 1, i * 7] })));
+  const bytes = encodeSpec(spec);
+  const expected = new Map<number, string>();
+  const got = new Map<number, string>();
+  const dec0 = new StreamDecoder({ onHeader() {}, onVcpuState() {}, onEnd() {}, onBatch(b) {
+    for (let i = 0; i < b.count; i++) expected.set(b.gfn[i]!, b.payloadOffset[i]! < 0 ? 'zero' : Buffer.from(b.pageBytes[i]!.subarray(b.payloadOffset[i]!, b.payloadOffset[i]! + 4096)).toString('base64'));
+  } });
+  dec0.push(bytes.slice());
+  const dec = new StreamDecoder({ onHeader() {}, onVcpuState() {}, onEnd() {}, onBatch(b) {
+    for (let i = 0; i < b.count; i++) got.set(b.gfn[i]!, b.payloadOffset[i]! < 0 ? 'zero' : Buffer.from(b.pageBytes[i]!.subarray(b.payloadOffset[i]!, b.payloadOffset[i]! + 4096)).toString('base64'));
+  } });
+  const pool: { buf: Uint8Array; lastEnd: number }[] = [];
+  let reused = 0;
+  for (let at = 0, k = 0; at < bytes.length; k++) {
+    const n = Math.min(bytes.length - at, 10_000 + ((k * 7919) % 60_000));
+    const free = dec.retainedFrom;
+    let slot = pool.find((s) => s.lastEnd <= free && s.buf.length >= n);
+    if (slot) { slot.buf.fill(0xa5); reused++; } else pool.push((slot = { buf: new Uint8Array(70_000), lastEnd: 0 }));
+    slot.buf.set(bytes.subarray(at, at + n));
+    dec.push(slot.buf.subarray(0, n));
+    at += n;
+    slot.lastEnd = dec.offset;
+    assert.ok(dec.retainedFrom <= dec.offset);
+  }
+  dec.finish();
+  assert.ok(reused > 10, `chunks reused: ${reused}`);
+  assert.ok(pool.length < 100, `pool of ${pool.length}`); // about a batch's worth, not the stream
+  assert.deepEqual(got, expected);
+});

@@ -20,8 +20,9 @@
  * and the batch checksum at the end covers only descriptors and page hashes.
  * Ownership: the decoder keeps views into pushed chunks until the record they
  * belong to has been delivered, so a caller must not modify a chunk after
- * pushing it (socket reads are fresh buffers; a sender's payload buffer is
- * reused only after the whole record was pushed).
+ * pushing it while `retainedFrom` is at or before the chunk's last byte (a
+ * receiver reading into reused buffers asks it which are free; a sender's
+ * payload buffer is reused only after the whole record was pushed).
  */
 
 import { hashWords, PageHasher, SEED_PAGE, SEED_RECORD, ZERO_PAGE_HASH } from './checksum.ts';
@@ -197,6 +198,17 @@ export class StreamDecoder {
   get offset(): number {
     return this.consumed;
   }
+
+  /**
+   * Stream offset of the first pushed byte the decoder may still hold a view
+   * of: the start of the current batch's payload while one is being taken,
+   * else `offset` (it holds none). A pushed chunk whose bytes all lie before
+   * it may be reused.
+   */
+  get retainedFrom(): number {
+    return this.phase === Phase.Body && this.recType === REC_PAGE_BATCH && this.batchChecked ? this.payloadStart : this.consumed;
+  }
+  private payloadStart = 0;
 
   /** True once END has been decoded. */
   get done(): boolean {
@@ -390,6 +402,7 @@ export class StreamDecoder {
     this.batchPages = pages;
     this.pageIdx = 0;
     this.pageFill = 0;
+    this.payloadStart = at + RECORD_HEADER_BYTES + descEnd;
     this.batchChecked = true;
   }
 
