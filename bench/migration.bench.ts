@@ -16,9 +16,16 @@
  * The guest is a FakeGuest filled with random data, not writing (dirty rate 0),
  * so the stream is round 0 plus an empty stop-and-copy: what is measured is
  * the data path (read, hash, frame, socket, decode, verify, apply, digest).
+ *
+ *   --cpu-prof DIR   profile the warm migrations: the sender (this process,
+ *                    through node:inspector, migration only) and the receiver
+ *                    (spawned with --cpu-prof); prints each one's top self times.
  */
 import { spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import net from 'node:net';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { migrateTo } from '../src/adapters/migration/migrate-to.ts';
 import { spawnReceiver } from '../src/adapters/migration/spawn-receiver.ts';
@@ -26,7 +33,10 @@ import { linkModel } from '../src/core/migration/link-model.ts';
 import { createPolicy } from '../src/core/migration/policy/registry.ts';
 import { FakeGuest } from '../src/core/migration/testing/fake-guest.ts';
 
-const { values } = parseArgs({ options: { mib: { type: 'string', default: '512' }, runs: { type: 'string', default: '2' } } });
+const { values } = parseArgs({
+  options: { mib: { type: 'string', default: '512' }, runs: { type: 'string', default: '2' }, 'cpu-prof': { type: 'string' } },
+});
+const PROF_DIR = values['cpu-prof'];
 const MIB = Number(values.mib);
 const RUNS = Number(values.runs);
 const PAGES = MIB * 256;
@@ -67,12 +77,46 @@ async function rawPipe(bytes: number, preallocMiB: number): Promise<number> {
   return ms;
 }
 
-async function migration(guest: FakeGuest, preallocMiB: number | undefined): Promise<{ ms: number; round0Ms: number; bytes: number; downtime: number; verified: boolean }> {
-  const rx = await spawnReceiver({ preallocMiB, startTimeoutMs: 60_000 });
+/** Self time per function of a .cpuprofile, largest first. */
+function topSelf(file: string, n: number): string[] {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as {
+    nodes: { id: number; callFrame: { functionName: string; url: string } }[];
+    samples: number[];
+    timeDeltas: number[];
+  };
+  const name = new Map(p.nodes.map((x) => [x.id, `${x.callFrame.functionName || '(anonymous)'} ${x.callFrame.url.split('/').slice(-2).join('/')}`]));
+  const self = new Map<string, number>();
+  let total = 0;
+  p.samples.forEach((id, i) => {
+    const d = p.timeDeltas[i] ?? 0;
+    total += d;
+    const k = name.get(id)!;
+    self.set(k, (self.get(k) ?? 0) + d);
+  });
+  return [...self]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([k, us]) => `${(us / 1000).toFixed(1).padStart(8)} ms ${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}`);
+}
+
+async function migration(guest: FakeGuest, preallocMiB: number | undefined, prof?: { session: Session; tag: string }): Promise<{ ms: number; round0Ms: number; bytes: number; downtime: number; verified: boolean }> {
+  const rxDir = prof ? join(PROF_DIR!, `receiver-${prof.tag}`) : undefined;
+  const rx = await spawnReceiver({ preallocMiB, startTimeoutMs: 60_000, execArgv: rxDir ? ['--cpu-prof', `--cpu-prof-dir=${rxDir}`] : [] });
+  if (prof) await prof.session.post('Profiler.start');
   const t0 = performance.now();
   const r = await migrateTo(guest, { host: rx.host, port: rx.port, policy: createPolicy('xen'), clock: 'real', link: linkModel(Infinity), resumeSourceAfter: true });
   const ms = performance.now() - t0;
   await rx.done;
+  if (prof) {
+    const { profile } = await prof.session.post('Profiler.stop');
+    const txFile = join(PROF_DIR!, `sender-${prof.tag}.cpuprofile`);
+    writeFileSync(txFile, JSON.stringify(profile));
+    // The receiver writes one profile per thread (the loader's worker too): its main thread's is the largest.
+    const rxFiles = readdirSync(rxDir!).map((f) => join(rxDir!, f));
+    const rxFile = rxFiles.sort((a, b) => readFileSync(b).length - readFileSync(a).length)[0]!;
+    console.log(`profile ${prof.tag}: sender (migration only) ${txFile}\n${topSelf(txFile, 10).join('\n')}`);
+    console.log(`profile ${prof.tag}: receiver (whole process, incl. prefault) ${rxFile}\n${topSelf(rxFile, 10).join('\n')}`);
+  }
   return { ms, round0Ms: r.rounds[0]!.duration_ms, bytes: r.bytes_sent, downtime: r.downtime_ms, verified: r.verified };
 }
 
@@ -84,9 +128,16 @@ async function main(): Promise<void> {
   let best = { raw: Infinity, cold: Infinity, warm: Infinity, coldR0: Infinity, warmR0: Infinity };
   let bytes = 0;
   const runRatios: number[] = [];
+  let session: Session | undefined;
+  if (PROF_DIR) {
+    mkdirSync(PROF_DIR, { recursive: true });
+    session = new Session();
+    session.connect();
+    await session.post('Profiler.enable');
+  }
   for (let run = 0; run < RUNS; run++) {
     const cold = await migration(guest, undefined);
-    const warm = await migration(guest, MIB);
+    const warm = await migration(guest, MIB, session ? { session, tag: `warm-run${run}` } : undefined);
     if (!cold.verified || !warm.verified) throw new Error('migration did not verify');
     bytes = warm.bytes;
     const raw = await rawPipe(bytes, MIB);
