@@ -9,7 +9,15 @@ const program = new Command();
 program
   .name('memvisor')
   .description('Hypervisor memory virtualization and live migration: EPT/NPT/ARM stage-2, walker, TLB, VM exits, log-dirty, migration over TCP.')
-  .showHelpAfterError('(run with --help for usage)');
+  // Commander's own parse errors (unknown command or option, missing
+  // argument) end like every other error: one `memvisor: ...` line.
+  .configureOutput({ outputError: (str, write) => write(`memvisor: ${commanderErrorLine(str)}\n`) });
+
+/** `error: unknown option '--x'\n(Did you mean --y?)\n` as one line, with the usage hint. */
+function commanderErrorLine(str: string): string {
+  const parts = str.replace(/^error: /, '').split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  return `${parts.join(' ')} (run with --help for usage)`;
+}
 
 const modeHelp = 'dirty-tracking mode: ept-wp, ept-pml, npt-wp, arm-wp, kvm-bitmap, kvm-ring, shadow';
 
