@@ -31,6 +31,22 @@ function isUserFacing(err: Error): boolean {
   return USER_FACING.has(err.name) || (err as { userFacing?: boolean }).userFacing === true;
 }
 
+/**
+ * A failure to listen on `host:port` named for `flag` as a UsageError the user
+ * can act on (address in use, not local, not allowed, unknown host); any
+ * other error is returned unchanged.
+ */
+export function listenError(flag: string, host: string, port: number, e: unknown): unknown {
+  const where = `${host}:${port}`;
+  switch ((e as NodeJS.ErrnoException).code) {
+    case 'EADDRINUSE': return new UsageError(`${flag}: ${where} is already in use (try port 0)`);
+    case 'EADDRNOTAVAIL': return new UsageError(`${flag}: ${host} is not an address of this machine`);
+    case 'EACCES': return new UsageError(`${flag}: not allowed to listen on ${where}`);
+    case 'ENOTFOUND': case 'EAI_AGAIN': return new UsageError(`${flag}: cannot resolve host '${host}'`);
+    default: return e;
+  }
+}
+
 /** Prints `memvisor: <message>` and exits. Never returns. */
 export function reportAndExit(err: unknown): never {
   const debug = process.env.MEMVISOR_DEBUG === '1';

@@ -5,6 +5,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -96,6 +97,25 @@ describe('memvisor CLI contract', { timeout: 300_000 }, () => {
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.match(r.stderr, c.re);
     }
+  });
+
+  it('receive: an address in use, a bad certificate — one line each; listening is announced once', async () => {
+    const busy = createServer();
+    await new Promise<void>((res) => busy.listen(0, '127.0.0.1', res));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const inUse = cli(['receive', '--listen', `127.0.0.1:${port}`]);
+      assert.equal(inUse.code, 1);
+      assert.equal(inUse.stderr, `memvisor: --listen: 127.0.0.1:${port} is already in use (try port 0)\n`);
+    } finally {
+      busy.close();
+    }
+    const badCert = cli(['receive', '--listen', '127.0.0.1:0', '--tls-cert', small, '--tls-key', small]);
+    assert.equal(badCert.code, 1);
+    assert.equal(badCert.stderr.trim().split('\n').length, 1, badCert.stderr);
+    assert.match(badCert.stderr, /^memvisor: --tls-cert\/--tls-key: not a usable PEM/);
+    const r = spawnSync(process.execPath, [BIN, 'receive', '--listen', '127.0.0.1:0'], { encoding: 'utf8', timeout: 3000 });
+    assert.equal(r.stderr.match(/listening on/g)?.length, 1, r.stderr);
   });
 
   it('run --trace on a real trace prints MMU statistics', () => {

@@ -8,7 +8,7 @@
 import { GiB } from '../../core/units.ts';
 import { defaultCleanEvery, MAX_DASHBOARD_MEM_BYTES } from '../../adapters/dashboard/run-request.ts';
 import { startDashboard } from '../../adapters/dashboard/server.ts';
-import { UsageError } from '../errors.ts';
+import { listenError, UsageError } from '../errors.ts';
 import { intFlag, modeFlag, sizeFlag, workloadFlag } from '../options.ts';
 import type { ModeName } from '../../core/modes/dirty-mode.ts';
 import type { SyntheticWorkloadName } from '../../core/workload/synthetic.ts';
@@ -44,10 +44,7 @@ export async function dashboardCommand(f: DashboardFlags): Promise<void> {
   try {
     dash = await startDashboard({ port, defaults, cleanEveryExplicit: f.cleanEvery !== undefined, autostart: f.start !== false });
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE') throw new UsageError(`--port: 127.0.0.1:${port} is already in use (try --port 0)`);
-    if (code === 'EACCES') throw new UsageError(`--port: not allowed to listen on 127.0.0.1:${port}`);
-    throw e;
+    throw listenError('--port', '127.0.0.1', port, e);
   }
   if (f.json) {
     // One JSON object: where the dashboard listens and what it runs (the server keeps running).

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { runReceiver } from '../../adapters/migration/receiver.ts';
 import { receiverResultJson } from '../../adapters/migration/receiver-main.ts';
-import { UsageError } from '../errors.ts';
+import { listenError, UsageError } from '../errors.ts';
 import { parseHostPort } from '../parse-size.ts';
 
 export interface ReceiveFlags {
@@ -23,19 +23,26 @@ export async function receiveCommand(f: ReceiveFlags): Promise<void> {
   const { host, port } = parseHostPort(f.listen, { flag: '--listen', allowPortZero: true });
   if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   const tls = f.tlsCert !== undefined ? { cert: readCert('--tls-cert', f.tlsCert), key: readCert('--tls-key', f.tlsKey!) } : undefined;
-  const r = await runReceiver(
-    { host, port, tls, token: f.token, once: f.once === true },
-    {
-      logger: {
-        info: (m) => process.stderr.write(`receiver: ${m}\n`),
-        warn: (m) => process.stderr.write(`receiver: ${m}\n`),
+  let r;
+  try {
+    r = await runReceiver(
+      { host, port, tls, token: f.token, once: f.once === true },
+      {
+        // The logger already prints 'listening on host:port' to stderr.
+        logger: {
+          info: (m) => process.stderr.write(`receiver: ${m}\n`),
+          warn: (m) => process.stderr.write(`receiver: ${m}\n`),
+        },
+        onListening: (a) => {
+          if (f.json) process.stdout.write(`${JSON.stringify({ event: 'listening', host: a.host, port: a.port })}\n`);
+        },
       },
-      onListening: (a) => {
-        if (f.json) process.stdout.write(`${JSON.stringify({ event: 'listening', host: a.host, port: a.port })}\n`);
-        else process.stderr.write(`receiver: listening on ${a.host}:${a.port}${tls ? ' (TLS)' : ''}\n`);
-      },
-    },
-  );
+    );
+  } catch (e) {
+    // tls.createServer refuses a certificate or key that is not PEM (OpenSSL's 'error:...' text).
+    if (tls && /^error:[0-9A-F]+:/.test((e as Error).message ?? '')) throw new UsageError(`--tls-cert/--tls-key: not a usable PEM certificate and key (${(e as Error).message})`);
+    throw listenError('--listen', host, port, e);
+  }
   if (f.json) process.stdout.write(`${JSON.stringify(receiverResultJson(r))}\n`);
   else if (r.verified) process.stdout.write(`verified: ${r.outcome!.pageCount} pages, digest ${r.outcome!.destDigest}\n`);
   else process.stdout.write(`not verified${r.attempts.length ? `: ${r.attempts[r.attempts.length - 1]!.message}` : ''}\n`);
