@@ -2,10 +2,20 @@
  * Flag validation shared by the commands: every flag is parsed once, here,
  * into plain values; a bad one is a UsageError naming the flag and the text.
  */
+import { readFileSync } from 'node:fs';
 import { MODE_NAMES } from '../core/modes/dirty-mode.ts';
 import { SYNTHETIC_WORKLOADS } from '../core/workload/synthetic.ts';
 import { UsageError } from './errors.ts';
 import { parseSize } from './parse-size.ts';
+
+/** The bytes of the file a flag names (a certificate, a key); an unreadable file is a UsageError. */
+export function fileFlag(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new UsageError(`${flag}: cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
 
 export function intFlag(flag: string, text: string | undefined, dflt: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
   if (text === undefined) return dflt;

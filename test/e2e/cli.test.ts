@@ -87,6 +87,8 @@ describe('memvisor CLI contract', { timeout: 300_000 }, () => {
       { args: ['run', '--workload', 'uniform', '--mem', '12X'], re: /--mem: cannot parse size '12X'/ },
       { args: ['trace', join(dir, 'nope.lackey'), '--mode', 'ept-wp'], re: /nope\.lackey.*no such file/ },
       { args: ['trace', small, '--mode', 'ept-wp', '--mem', '64M'], re: /small\.lackey:\d+: .*guest/ },
+      { args: ['migrate', '--to', '127.0.0.1:1', '--tls', '--tls-ca', join(dir, 'nope.pem')], re: /^memvisor: --tls-ca: cannot read '.*nope\.pem': ENOENT$/m },
+      { args: ['migrate', '--mem', '4M', '--json', '--report', dir], re: /^memvisor: --report: cannot write '.*': EISDIR$/m },
       { args: ['bogus'], re: /^memvisor: unknown command 'bogus' \(run with --help for usage\)$/m },
       { args: ['run', '--rounds', '1'], re: /^memvisor: unknown option '--rounds' \(Did you mean --count\?\)/m },
       { args: ['receive'], re: /^memvisor: required option '--listen <host:port>' not specified/m },

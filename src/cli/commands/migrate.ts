@@ -6,7 +6,6 @@
  * rounds, driven by the mode's log-dirty operations and the stop policy,
  * move its memory; the destination verifies the final digest.
  */
-import { readFileSync } from 'node:fs';
 import { writeFileSync } from 'node:fs';
 import { createPolicy, POLICY_NAMES } from '../../core/migration/policy/registry.ts';
 import { linkModel } from '../../core/migration/link-model.ts';
@@ -20,7 +19,7 @@ import { LackeyReader } from '../../adapters/lackey-reader.ts';
 import { migrateTo } from '../../adapters/migration/migrate-to.ts';
 import { spawnReceiver, type SpawnedReceiver } from '../../adapters/migration/spawn-receiver.ts';
 import { UsageError } from '../errors.ts';
-import { choiceFlag, intFlag, modeFlag, numberFlag, sizeFlag, workloadFlag } from '../options.ts';
+import { choiceFlag, fileFlag, intFlag, modeFlag, numberFlag, sizeFlag, workloadFlag } from '../options.ts';
 import { Progress, renderTable } from '../output.ts';
 import { parseHostPort } from '../parse-size.ts';
 import { modeOptionsFrom, type TraceFlags } from './trace.ts';
@@ -62,6 +61,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   const seed = intFlag('--seed', f.seed, 1, 0);
   const pageSize = choiceFlag('--page-size', f.pageSize, ['4k', '2m'] as const, '4k');
   const target = f.to === undefined ? null : parseHostPort(f.to, { flag: '--to' });
+  const tlsCa = f.tlsCa === undefined ? undefined : fileFlag('--tls-ca', f.tlsCa);
   const progress = new Progress(!f.json);
 
   // The source guest: memory populated up front and filled, the workload ready.
@@ -97,7 +97,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
     result = await migrateTo(source, {
       host,
       port,
-      ...(f.tls ? { tls: { ...(f.tlsCa ? { ca: readFileSync(f.tlsCa) } : {}), insecureSkipVerify: f.insecure === true } } : {}),
+      ...(f.tls ? { tls: { ...(tlsCa ? { ca: tlsCa } : {}), insecureSkipVerify: f.insecure === true } } : {}),
       ...(f.token !== undefined ? { token: f.token } : {}),
       policy: createPolicy(policyName, { downtimeLimitMs }),
       clock,
@@ -153,7 +153,11 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   };
   if (f.report !== undefined) {
     const { renderReport } = await import('../../adapters/migration/report-html.ts');
-    writeFileSync(f.report, renderReport(result, { mode, workload: workloadName, dirtyRate, memBytes }));
+    try {
+      writeFileSync(f.report, renderReport(result, { mode, workload: workloadName, dirtyRate, memBytes }));
+    } catch (e) {
+      throw new UsageError(`--report: cannot write '${f.report}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
   }
   if (f.json) {
     process.stdout.write(`${JSON.stringify(out)}\n`);

@@ -4,10 +4,10 @@
  * exits 0 once a migration verified (a failed attempt is reported and the
  * receiver keeps listening for the sender's retry, unless --once).
  */
-import { readFileSync } from 'node:fs';
 import { runReceiver } from '../../adapters/migration/receiver.ts';
 import { receiverResultJson } from '../../adapters/migration/receiver-main.ts';
 import { listenError, UsageError } from '../errors.ts';
+import { fileFlag } from '../options.ts';
 import { parseHostPort } from '../parse-size.ts';
 
 export interface ReceiveFlags {
@@ -22,7 +22,7 @@ export interface ReceiveFlags {
 export async function receiveCommand(f: ReceiveFlags): Promise<void> {
   const { host, port } = parseHostPort(f.listen, { flag: '--listen', allowPortZero: true });
   if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
-  const tls = f.tlsCert !== undefined ? { cert: readCert('--tls-cert', f.tlsCert), key: readCert('--tls-key', f.tlsKey!) } : undefined;
+  const tls = f.tlsCert !== undefined ? { cert: fileFlag('--tls-cert', f.tlsCert), key: fileFlag('--tls-key', f.tlsKey!) } : undefined;
   let r;
   try {
     r = await runReceiver(
@@ -47,12 +47,4 @@ export async function receiveCommand(f: ReceiveFlags): Promise<void> {
   else if (r.verified) process.stdout.write(`verified: ${r.outcome!.pageCount} pages, digest ${r.outcome!.destDigest}\n`);
   else process.stdout.write(`not verified${r.attempts.length ? `: ${r.attempts[r.attempts.length - 1]!.message}` : ''}\n`);
   if (!r.verified) process.exitCode = 1;
-}
-
-function readCert(flag: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw new UsageError(`${flag}: cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
 }
