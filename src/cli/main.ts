@@ -70,7 +70,7 @@ traceLikeOptions(
   program
     .command('compare')
     .description('replay the same trace (or workload) under several modes and compare exits, hypervisor cycles and tracking memory')
-    .argument('[file]', 'lackey trace (plain or gzip), or - for stdin', '')
+    .argument('[file]', 'lackey trace (plain or gzip)', '')
     .option('--modes <list>', 'comma-separated modes (default: all)'),
 ).action(async (file, opts) => (await import('./commands/compare.ts')).compareCommand(file, opts));
 

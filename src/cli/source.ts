@@ -23,3 +23,8 @@ export function openSource(spec: SourceSpec): AccessSource & { close?: () => voi
   const name = workloadFlag(spec.workload);
   return createSyntheticWorkload(name, { pageCount: spec.pageCount, rng: new Xoshiro128(spec.seed), count: spec.count });
 }
+
+/** A trace that gave no I/L/S/M record (an empty file, or only comments) is refused rather than reported as a clean run. */
+export function requireRecords(trace: string | undefined, records: number): void {
+  if (trace !== undefined && records === 0) throw new UsageError(`${trace === '-' ? '<stdin>' : trace}: no I, L, S or M records (an empty trace?)`);
+}

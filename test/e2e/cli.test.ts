@@ -40,6 +40,9 @@ writeFileSync(
   ].join('\n'),
 );
 
+const empty = join(dir, 'empty.lackey');
+writeFileSync(empty, '');
+
 describe('memvisor CLI contract', { timeout: 300_000 }, () => {
   it('trace --json prints the contract object, one CLEAN per window and one after the partial window', () => {
     for (const mode of ['ept-wp', 'ept-pml', 'npt-wp', 'arm-wp', 'kvm-bitmap', 'kvm-ring', 'shadow']) {
@@ -89,6 +92,10 @@ describe('memvisor CLI contract', { timeout: 300_000 }, () => {
       { args: ['trace', small, '--mode', 'ept-wp', '--mem', '64M'], re: /small\.lackey:\d+: .*guest/ },
       { args: ['migrate', '--to', '127.0.0.1:1', '--tls', '--tls-ca', join(dir, 'nope.pem')], re: /^memvisor: --tls-ca: cannot read '.*nope\.pem': ENOENT$/m },
       { args: ['migrate', '--mem', '4M', '--json', '--report', dir], re: /^memvisor: --report: cannot write '.*': EISDIR$/m },
+      { args: ['trace', empty, '--mode', 'ept-wp'], re: /^memvisor: .*empty\.lackey: no I, L, S or M records/m },
+      { args: ['run', '--trace', empty], re: /^memvisor: .*empty\.lackey: no I, L, S or M records/m },
+      { args: ['compare', empty, '--modes', 'ept-wp'], re: /^memvisor: .*empty\.lackey: no I, L, S or M records/m },
+      { args: ['compare', '-', '--modes', 'ept-wp'], re: /^memvisor: compare reads the trace once per mode, so it needs a file/m },
       { args: ['bogus'], re: /^memvisor: unknown command 'bogus' \(run with --help for usage\)$/m },
       { args: ['run', '--rounds', '1'], re: /^memvisor: unknown option '--rounds' \(Did you mean --count\?\)/m },
       { args: ['receive'], re: /^memvisor: required option '--listen <host:port>' not specified/m },

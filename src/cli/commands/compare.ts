@@ -16,7 +16,7 @@ import { STAT_CYCLES } from '../../core/mmu/mmu-stats.ts';
 import { UsageError } from '../errors.ts';
 import { intFlag, parseGuestFlags } from '../options.ts';
 import { Progress, renderTable } from '../output.ts';
-import { openSource } from '../source.ts';
+import { openSource, requireRecords } from '../source.ts';
 import { traceOnce, type TraceFlags, type TraceRun } from './trace.ts';
 
 export interface CompareFlags extends TraceFlags {
@@ -44,8 +44,10 @@ export async function compareCommand(file: string, f: CompareFlags): Promise<voi
       throw new UsageError(`--modes: unknown mode '${r}' (expected ${MODE_NAMES.join(', ')}, or a variant: ${Object.keys(VARIANTS).join(', ')})`);
     }
   }
-  const progress = new Progress(!f.json);
   const trace = file === '' ? undefined : file;
+  // Every mode (and each format's baseline) reads the trace again from the start; stdin can be read once.
+  if (trace === '-') throw new UsageError('compare reads the trace once per mode, so it needs a file, not - (stdin)');
+  const progress = new Progress(!f.json);
   const baselines = new Map<string, number>();
   const runs: { row: string; run: TraceRun; baseline: number }[] = [];
   for (const row of rows) {
@@ -93,7 +95,8 @@ async function baselineCycles(trace: string | undefined, f: TraceFlags, format: 
   const g = parseGuestFlags(f, trace !== undefined);
   const guest = createGuest({ memBytes: g.memBytes, vcpus: g.vcpus, mode: null, format, addressing: g.addressing, pageSize: g.pageSize });
   const source = openSource({ trace, workload: f.workload, pageCount: g.memBytes / 4096, count: g.count, seed: g.seed });
-  progress.line(`baseline (${format}, no tracking)`);
-  await replay(guest, source, { cleanEvery: Infinity });
+  const { records } = await replay(guest, source, { cleanEvery: Infinity });
+  requireRecords(trace, records);
+  progress.line(`baseline (${format}, no tracking): done`);
   return guest.domain.totalStats()[STAT_CYCLES]!;
 }

@@ -10,7 +10,7 @@ import { NOMINAL_HZ } from '../../core/units.ts';
 import { EXIT_REASON_COUNT, EXIT_REASON_NAMES } from '../../core/vm-exit.ts';
 import { choiceFlag, modeFlag, parseGuestFlags } from '../options.ts';
 import { Progress, renderTable } from '../output.ts';
-import { openSource } from '../source.ts';
+import { openSource, requireRecords } from '../source.ts';
 
 export interface RunFlags {
   trace?: string;
@@ -40,6 +40,7 @@ export async function runCommand(f: RunFlags): Promise<void> {
     onProgress: (n) => (isTrace ? progress.update(n, 'records') : progress.update(n)),
   });
   progress.stop();
+  requireRecords(f.trace, result.records);
   const dom = guest.domain;
   const stats = dom.totalStats();
   const exits = dom.totalExits();

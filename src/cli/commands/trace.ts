@@ -9,7 +9,7 @@ import { replay, totalsOf, type Round } from '../../core/runner/replay.ts';
 import { UsageError } from '../errors.ts';
 import { choiceFlag, intFlag, modeFlag, parseGuestFlags } from '../options.ts';
 import { Progress, renderTable } from '../output.ts';
-import { openSource } from '../source.ts';
+import { openSource, requireRecords } from '../source.ts';
 
 export interface TraceFlags {
   mode?: string;
@@ -66,9 +66,11 @@ export async function traceOnce(file: string | undefined, f: TraceFlags, mode: s
   const result = await replay(guest, source, {
     cleanEvery,
     onProgress: (n) => progress.update(n, isTrace ? 'records' : ''),
-    onRound: (r, i) => progress.line(`${mode} round ${i}: ${r.records} records, ${r.dirty} dirty, exits ${JSON.stringify(r.exits)}`),
+    // A round of no records closes only an empty source, which requireRecords refuses below.
+    onRound: (r, i) => r.records > 0 && progress.line(`${mode} round ${i}: ${r.records} records, ${r.dirty} dirty, exits ${JSON.stringify(r.exits)}`),
   });
   progress.stop();
+  requireRecords(file, result.records);
   const totals = {
     ...totalsOf(result.rounds),
     tracking_bytes: guest.mode?.trackingBytes() ?? 0,
