@@ -86,6 +86,8 @@ describe('receive and migrate --to, as two CLI processes', { timeout: 240_000 },
     const plain = await run(['migrate', '--to', `127.0.0.1:${rx.port}`, ...SMALL]);
     assert.notEqual(plain.code, 0);
     assert.match(plain.stderr, /^memvisor: .*/m);
+    // The hint names flags migrate has (--tls, --insecure), not ones it lacks.
+    assert.match(plain.stderr, /use --tls with --tls-ca <cert\.pem>, or --tls --insecure/);
     const tls = await run(['migrate', '--to', `127.0.0.1:${rx.port}`, '--tls', '--tls-ca', cert, ...SMALL]);
     assert.equal(tls.code, 0, tls.stderr);
     assert.equal(JSON.parse(tls.stdout).verified, true);

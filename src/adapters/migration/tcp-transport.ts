@@ -86,7 +86,7 @@ export async function connectTransport(opts: ConnectOptions): Promise<TcpTranspo
       const m = e.message;
       if (e.code === 'ECONNREFUSED') return fail(new HandshakeRefusedError(`no receiver listening at ${where}`));
       if (/self.signed|unable to verify|certificate/i.test(m) || e.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' || e.code === 'SELF_SIGNED_CERT_IN_CHAIN')
-        return fail(new HandshakeRefusedError(`the receiver's TLS certificate is not trusted (${m}): pass --tls-ca <cert.pem>, or --tls-insecure for a self-signed test setup`));
+        return fail(new HandshakeRefusedError(`the receiver's TLS certificate is not trusted (${m}): pass --tls-ca <cert.pem>, or --insecure for a self-signed test setup`));
       if (opts.tls && /wrong version number|packet length too long|EPROTO/i.test(m + (e.code ?? '')))
         return fail(new HandshakeRefusedError(`TLS handshake with ${where} failed (${m}): the receiver does not seem to use TLS`));
       fail(new HandshakeRefusedError(`connection to ${where} failed: ${m}`));
@@ -96,7 +96,7 @@ export async function connectTransport(opts: ConnectOptions): Promise<TcpTranspo
         new HandshakeRefusedError(
           opts.tls
             ? `the receiver at ${where} closed the connection during the handshake`
-            : `the receiver at ${where} closed the connection during the handshake: it may require TLS (use --tls-ca <cert.pem> or --tls-insecure)`,
+            : `the receiver at ${where} closed the connection during the handshake: it may require TLS (use --tls with --tls-ca <cert.pem>, or --tls --insecure)`,
         ),
       );
     socket.on('data', onData);
