@@ -21,7 +21,7 @@ import { EXIT_REASON_COUNT, EXIT_REASON_NAMES } from '../../core/vm-exit.ts';
 import { UsageError } from '../errors.ts';
 import { choiceFlag, intFlag, modeFlag, sizeFlag } from '../options.ts';
 import { Progress, renderTable } from '../output.ts';
-import { openSource } from '../source.ts';
+import { openSource, requireRecords } from '../source.ts';
 
 export interface AccessFlags {
   mode?: string;
@@ -70,6 +70,7 @@ export async function accessCommand(f: AccessFlags): Promise<void> {
     onProgress: (n) => progress.update(n, isTrace ? 'records' : ''),
   });
   progress.stop();
+  requireRecords(f.trace, result.records);
 
   const events = listener.events.map((e) => ({ vcpu: e.vcpu, gfn: e.gfn, offset: e.offset, access: e.access, flags: e.flags, gla: e.gla, paused: e.paused }));
   const byAccess: Record<string, number> = {};
