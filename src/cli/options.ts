@@ -20,7 +20,8 @@ export function fileFlag(flag: string, path: string): Buffer {
 export function intFlag(flag: string, text: string | undefined, dflt: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
   if (text === undefined) return dflt;
   const t = text.replace(/_/g, '');
-  if (!/^\d+$/.test(t)) throw new UsageError(`${flag}: expected an integer, got '${text}'`);
+  // A sign is let through so that '-1' is named out of range, not 'not an integer'.
+  if (!/^-?\d+$/.test(t)) throw new UsageError(`${flag}: expected an integer, got '${text}'`);
   const n = Number(t);
   if (n < min || n > max) throw new UsageError(`${flag}: ${n} is out of range (${min}..${max})`);
   return n;
