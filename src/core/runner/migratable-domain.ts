@@ -162,7 +162,7 @@ export function fillGuestRandom(domain: Domain, rng: Rng): void {
   const pool = domain.pool;
   const n = mem.pageCount;
   for (let gfn = 0; gfn < n; gfn++) {
-    const mfn = mem.frameOf(gfn) >= 0 ? mem.frameOf(gfn) : mem.populate(gfn);
+    const mfn = mem.populate(gfn); // the frame gfn has, or a new one
     fillFrame(pool.wordsOf(mfn), pool.wordOffset(mfn), rng.nextU32() | 1);
   }
 }
