@@ -90,6 +90,8 @@ describe('memvisor CLI contract', { timeout: 300_000 }, () => {
       { args: ['run', '--workload', 'uniform', '--mem', '12X'], re: /--mem: cannot parse size '12X'/ },
       { args: ['trace', join(dir, 'nope.lackey'), '--mode', 'ept-wp'], re: /nope\.lackey.*no such file/ },
       { args: ['trace', small, '--mode', 'ept-wp', '--mem', '64M'], re: /small\.lackey:\d+: .*guest/ },
+      { args: ['migrate', '--tls', '--mem', '8M'], re: /--tls needs --to/ },
+      { args: ['migrate', '--insecure', '--mem', '8M'], re: /only apply with --tls/ },
       { args: ['migrate', '--to', '127.0.0.1:1', '--tls', '--tls-ca', join(dir, 'nope.pem')], re: /^memvisor: --tls-ca: cannot read '.*nope\.pem': ENOENT$/m },
       { args: ['migrate', '--mem', '4M', '--json', '--report', dir], re: /^memvisor: --report: cannot write '.*': EISDIR$/m },
       { args: ['trace', empty, '--mode', 'ept-wp'], re: /^memvisor: .*empty\.lackey: no I, L, S or M records/m },

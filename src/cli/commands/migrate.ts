@@ -61,6 +61,8 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   const seed = intFlag('--seed', f.seed, 1, 0);
   const pageSize = choiceFlag('--page-size', f.pageSize, ['4k', '2m'] as const, '4k');
   const target = f.to === undefined ? null : parseHostPort(f.to, { flag: '--to' });
+  if (f.tls && target === null) throw new UsageError('--tls needs --to host:port: the receiver migrate starts on loopback listens without TLS');
+  if (!f.tls && (f.tlsCa !== undefined || f.insecure)) throw new UsageError('--tls-ca and --insecure only apply with --tls');
   const tlsCa = f.tlsCa === undefined ? undefined : fileFlag('--tls-ca', f.tlsCa);
   const progress = new Progress(!f.json);
 
