@@ -292,10 +292,7 @@ export class GuestSession {
     const rcv = this.receiver;
     if (rcv === null) return;
     this.receiver = null;
-    let t: NodeJS.Timeout | undefined;
-    const done = await Promise.race([rcv.done, new Promise<null>((res) => (t = setTimeout(() => res(null), 5000)))]);
-    clearTimeout(t);
-    if (done === null) rcv.kill();
+    await rcv.reap(5000);
   }
 
   private setState(s: SessionState, message: string): void {

@@ -17,6 +17,8 @@ export interface SpawnedReceiver {
   /** The receiver's final JSON line and exit code. */
   readonly done: Promise<{ code: number | null; result: Record<string, unknown> | undefined; stderr: string }>;
   kill(): void;
+  /** Waits up to `graceMs` for the receiver to exit on its own, then kills it. */
+  reap(graceMs: number): Promise<void>;
 }
 
 export interface SpawnReceiverOptions {
@@ -66,7 +68,13 @@ export function spawnReceiver(o: SpawnReceiverOptions = {}): Promise<SpawnedRece
       if (!before.includes('\n') && stdout.includes('\n')) {
         clearTimeout(timer);
         const first = JSON.parse(stdout.split('\n')[0]!) as { host: string; port: number };
-        resolve({ host: first.host, port: first.port, child, done, kill: () => child.kill() });
+        const reap = async (graceMs: number): Promise<void> => {
+          let t: NodeJS.Timeout | undefined;
+          const exited = await Promise.race([done, new Promise<null>((res) => (t = setTimeout(() => res(null), graceMs)))]);
+          clearTimeout(t);
+          if (exited === null) child.kill();
+        };
+        resolve({ host: first.host, port: first.port, child, done, kill: () => child.kill(), reap });
       }
     });
     child.on('error', (e) => {

@@ -125,12 +125,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
     });
   } finally {
     progress.stop();
-    if (receiver !== null) {
-      let timer: NodeJS.Timeout | undefined;
-      const done = await Promise.race([receiver.done, new Promise<null>((r) => (timer = setTimeout(() => r(null), 10_000)))]);
-      clearTimeout(timer);
-      if (done === null) receiver.kill();
-    }
+    if (receiver !== null) await receiver.reap(10_000);
   }
   const out = {
     policy: result.policy,
