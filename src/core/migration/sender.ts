@@ -37,7 +37,7 @@ import { MigrationFailedError, type MigrationPhase } from './errors.ts';
 import { transferNs, type LinkModel } from './link-model.ts';
 import { bitmapWords, LogDirtyRefusedError, type MigratableGuest, type PageView } from './migratable-guest.ts';
 import type { PrecopyStats, StopPolicy } from './policy/stop-policy.ts';
-import { isZeroPage, PageHasher, ZERO_PAGE_HASH } from './stream/checksum.ts';
+import { hashPage, isZeroPage, ZERO_PAGE_HASH } from './stream/checksum.ts';
 import { BatchBuilder, defaultAlloc, encodeEnd, encodeHeader, encodePreamble, encodeVcpuState, type Alloc } from './stream/encoder.ts';
 import { HDR_FLAG_VIRTUAL_CLOCK, POLICY_IDS, STREAM_PAGE_SIZE } from './stream/format.ts';
 import type { StreamTransport, Verdict } from './transport.ts';
@@ -154,7 +154,6 @@ class Sender {
   private readonly lastHash: Uint32Array;
   private readonly sentOnce: Uint8Array;
   private readonly h = new Uint32Array(2);
-  private readonly hasher = new PageHasher();
 
   private phase: MigrationPhase = 'setup';
   private round = -1;
@@ -200,6 +199,8 @@ class Sender {
       this.cleanupAfterFailure();
       if (e instanceof MigrationFailedError) throw e;
       throw new MigrationFailedError(this.phase, this.round, this.transport.failure ?? e);
+    } finally {
+      this.builder.dispose();
     }
   }
 
@@ -322,12 +323,11 @@ class Sender {
     // The guest is paused: hash its frames in place when it can show them (no copy).
     const scratch = new Uint8Array(STREAM_PAGE_SIZE);
     const view: PageView = { bytes: scratch, offset: 0 };
-    const hasher = this.hasher;
     const digest = computeDigest(
       this.M,
       (gfn, out, i) => {
         const populated = guest.viewPage ? guest.viewPage(gfn, view) : guest.readPage(gfn, scratch, 0);
-        if (populated) hasher.hash(view.bytes, view.offset, out, i);
+        if (populated) hashPage(view.bytes, view.offset, out, i);
         else {
           out[i] = ZERO_PAGE_HASH.lo;
           out[i + 1] = ZERO_PAGE_HASH.hi;
@@ -461,7 +461,7 @@ class Sender {
       const h = this.h;
       let isZero: boolean;
       if (populated) {
-        this.hasher.hash(b.payload, off, h, 0);
+        hashPage(b.payload, off, h, 0);
         isZero = h[0] === ZERO_PAGE_HASH.lo && h[1] === ZERO_PAGE_HASH.hi && isZeroPage(b.payload, off);
       } else {
         h[0] = ZERO_PAGE_HASH.lo;

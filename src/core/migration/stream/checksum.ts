@@ -24,11 +24,12 @@
  * checksum and the end-to-end digest stand behind it.
  *
  * Not cryptographic: it detects corruption (bit flips, truncation, reordered
- * words), not an attacker; TLS is the answer to that. The same function gives
- *   - the per-page content hash the sender keeps to skip unchanged pages,
+ * words), not an attacker; TLS is the answer to that. This function gives
  *   - the per-record checksum (a batch's checksum covers its descriptors and
  *     the page hashes of its payload, so each page is hashed once per side),
- *   - the end-to-end memory digest (a hash of all page hashes + vCPU state).
+ *   - the end-to-end memory digest (a hash of all page hashes + vCPU state);
+ * the per-page content hash is the same lane step on 16 lanes, so that it
+ * runs as WebAssembly SIMD (page-hash.ts, stream major 3).
  *
  * Invariants: input is read as little-endian u32 words (a Uint32Array view on
  * a little-endian host — every platform Node supports); a byte input whose
@@ -37,25 +38,13 @@
  * Output: two u32 (lo, hi) written into `out[outIndex]`, `out[outIndex + 1]`.
  */
 
-const P1 = 0x9e3779b1;
-const P2 = 0x85ebca77;
-const P3 = 0xc2b2ae3d;
-const P4 = 0x27d4eb2f;
-const P5 = 0x165667b1;
+import { finishLanes, P1, P2, P3, P4 } from './checksum-lanes.ts';
+import { pageHashArena, PAGE_BYTES } from './page-hash.ts';
 
 /** Seeds, one per use, so a page hash can never be confused with a record checksum. */
 export const SEED_PAGE = 0x50414745; // "PAGE"
 export const SEED_RECORD = 0x5245434f; // "RECO"
 export const SEED_DIGEST = 0x44494745; // "DIGE"
-
-function avalanche(h: number): number {
-  h ^= h >>> 15;
-  h = Math.imul(h, P2);
-  h ^= h >>> 13;
-  h = Math.imul(h, P3);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 /**
  * Hashes `wordCount` u32 words of `words` starting at `wordOffset`, mixing in
@@ -95,28 +84,7 @@ export function hashWords(
     v1 = (v1 + Math.imul(words[i]!, P3)) | 0;
     v1 = Math.imul((v1 << 17) | (v1 >>> 15), P4);
   }
-  return finish(v1, v2, v3, v4, wordCount, extra, out, outIndex);
-}
-
-function finish(
-  v1: number,
-  v2: number,
-  v3: number,
-  v4: number,
-  wordCount: number,
-  extra: number,
-  out: Uint32Array,
-  outIndex: number,
-): number {
-  let lo = ((v1 << 1) | (v1 >>> 31)) + ((v2 << 7) | (v2 >>> 25)) + ((v3 << 12) | (v3 >>> 20)) + ((v4 << 18) | (v4 >>> 14));
-  lo = (lo + wordCount + Math.imul(extra, P5)) | 0;
-  let hi = (v1 ^ ((v2 << 9) | (v2 >>> 23))) + Math.imul(v3 ^ ((v4 << 5) | (v4 >>> 27)), P5);
-  hi = (hi + Math.imul(wordCount ^ extra, P4) + lo) | 0;
-  lo = avalanche(lo);
-  hi = avalanche(hi ^ lo);
-  out[outIndex] = lo;
-  out[outIndex + 1] = hi;
-  return lo;
+  return finishLanes(v1, v2, v3, v4, wordCount, extra, out, outIndex);
 }
 
 /**
@@ -144,61 +112,13 @@ export function hashBytes(
   return hashWords(scratch, 0, wordCount, seed, extra, out, outIndex);
 }
 
-/** Bytes in one page the page hash covers. */
-const PAGE_BYTES = 4096;
-
-/** Hash of one 4 KiB page at `bytes[byteOffset]` (seed SEED_PAGE), written to out[i], out[i+1]. */
+/**
+ * Hash of one 4 KiB page at `bytes[byteOffset]` (page-hash.ts: the 16-lane
+ * page hash, seed SEED_PAGE), written to out[i], out[i+1]; any alignment,
+ * fastest for a page inside the arena's buffers.
+ */
 export function hashPage(bytes: Uint8Array, byteOffset: number, out: Uint32Array, outIndex: number): number {
-  return hashBytes(bytes, byteOffset, PAGE_BYTES, SEED_PAGE, 0, out, outIndex);
-}
-
-/**
- * The page hash (`hashPage`) of the 4096 bytes at `view[byteOffset]`, at any
- * alignment: optimised DataView loads compile to plain (unaligned) loads, as
- * fast here as the Uint32Array path (0.55–0.68 µs against 0.74–0.83 µs per
- * page, same run), so a page can be hashed where it sits in a socket chunk
- * whatever the chunk's alignment.
- */
-export function hashPageView(view: DataView<ArrayBufferLike>, byteOffset: number, out: Uint32Array, outIndex: number): number {
-  const seed = SEED_PAGE;
-  let v1 = (seed + P1 + P2) | 0;
-  let v2 = (seed + P2) | 0;
-  let v3 = seed | 0;
-  let v4 = (seed - P1) | 0;
-  let x = 0;
-  const end = byteOffset + PAGE_BYTES;
-  for (let i = byteOffset; i < end; i += 32) {
-    // The stripe step of hashWords, on bytes (words i/4 … i/4+7).
-    x = v1 ^ view.getUint32(i, true);
-    v1 = (Math.imul((x << 13) | (x >>> 19), P1) + view.getUint32(i + 16, true)) | 0;
-    x = v2 ^ view.getUint32(i + 4, true);
-    v2 = (Math.imul((x << 13) | (x >>> 19), P1) + view.getUint32(i + 20, true)) | 0;
-    x = v3 ^ view.getUint32(i + 8, true);
-    v3 = (Math.imul((x << 13) | (x >>> 19), P1) + view.getUint32(i + 24, true)) | 0;
-    x = v4 ^ view.getUint32(i + 12, true);
-    v4 = (Math.imul((x << 13) | (x >>> 19), P1) + view.getUint32(i + 28, true)) | 0;
-  }
-  return finish(v1, v2, v3, v4, PAGE_BYTES >>> 2, 0, out, outIndex);
-}
-
-/**
- * Page hashes without a view per page: keeps one DataView of the last
- * ArrayBuffer it saw (a batch payload, guest memory, a socket chunk), so
- * hashing a page in a buffer already seen allocates nothing, at any
- * alignment. Same value as `hashPage`.
- */
-export class PageHasher {
-  private buffer: ArrayBufferLike | undefined;
-  private view: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
-
-  /** Hash of the 4 KiB page at `bytes[byteOffset]`, written to out[i], out[i+1]. */
-  hash(bytes: Uint8Array, byteOffset: number, out: Uint32Array, outIndex: number): number {
-    if (bytes.buffer !== this.buffer) {
-      this.buffer = bytes.buffer;
-      this.view = new DataView(bytes.buffer);
-    }
-    return hashPageView(this.view, bytes.byteOffset + byteOffset, out, outIndex);
-  }
+  return pageHashArena().hashPage(bytes, byteOffset, out, outIndex);
 }
 
 /** The page hash of an all-zero page: a zero page is recognised by hash, then confirmed. */

@@ -25,7 +25,7 @@
  * payload buffer is reused only after the whole record was pushed).
  */
 
-import { hashWords, PageHasher, SEED_PAGE, SEED_RECORD, ZERO_PAGE_HASH } from './checksum.ts';
+import { hashPage, hashWords, SEED_RECORD, ZERO_PAGE_HASH } from './checksum.ts';
 import {
   BadHeaderError,
   BadMagicError,
@@ -109,7 +109,6 @@ const enum Phase {
 }
 
 const TWO_POW_20 = 1 << 20;
-const PAGE_WORDS = STREAM_PAGE_SIZE >>> 2;
 const EMPTY = new Uint8Array(0);
 /** Largest body prefix a PAGE_BATCH stages: count, round and the descriptors. */
 const MAX_BATCH_PREFIX = BATCH_PREFIX_BYTES + MAX_BATCH_PAGES * DESC_BYTES;
@@ -183,9 +182,7 @@ export class StreamDecoder {
   private pageFill = 0;
   /** Pages cut by a chunk boundary or unaligned, at j·4096 (allocated on first need). */
   private spill = EMPTY;
-  private spillWords = new Uint32Array(0);
   /** Hashes pages in place (one view per chunk buffer, not per page). */
-  private readonly hasher = new PageHasher();
 
   constructor(
     private readonly sink: StreamSink,
@@ -419,14 +416,13 @@ export class StreamDecoder {
       const j = this.pageIdx;
       const i = this.payloadDesc[j]!;
       if (this.pageFill === 0 && n - p >= STREAM_PAGE_SIZE) {
-        this.hasher.hash(chunk, p, ck, 0);
+        hashPage(chunk, p, ck, 0);
         b.pageBytes[i] = chunk;
         b.payloadOffset[i] = p;
         p += STREAM_PAGE_SIZE;
       } else {
         if (this.spill.length === 0) {
           this.spill = new Uint8Array(MAX_BATCH_PAGES * STREAM_PAGE_SIZE);
-          this.spillWords = new Uint32Array(this.spill.buffer);
         }
         const take = Math.min(STREAM_PAGE_SIZE - this.pageFill, n - p);
         const at = j * STREAM_PAGE_SIZE;
@@ -435,7 +431,7 @@ export class StreamDecoder {
         p += take;
         if (this.pageFill < STREAM_PAGE_SIZE) break;
         this.pageFill = 0;
-        hashWords(this.spillWords, at >>> 2, PAGE_WORDS, SEED_PAGE, 0, ck, 0);
+        hashPage(this.spill, at, ck, 0);
         b.pageBytes[i] = this.spill;
         b.payloadOffset[i] = at;
       }

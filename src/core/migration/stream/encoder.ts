@@ -8,6 +8,7 @@
  */
 
 import { hashWords, SEED_RECORD } from './checksum.ts';
+import { pageHashArena } from './page-hash.ts';
 import {
   BATCH_PREFIX_BYTES,
   DESC_BYTES,
@@ -37,6 +38,7 @@ const TWO_POW_20 = 1 << 20;
 const MAX_FREE_PAYLOADS = 8;
 const noop = (): void => {};
 const TWO_POW_32 = 0x100000000;
+const EMPTY_PAYLOAD = new Uint8Array(0);
 
 export function encodePreamble(alloc: Alloc = defaultAlloc): Uint8Array {
   const b = alloc(PREAMBLE_BYTES);
@@ -137,6 +139,9 @@ export function descHi(gfn: number): number {
  *
  *   descriptors + page hashes → `summary` (scratch, checksum input)
  *   payload bytes             → `payload` (handed to the link at seal)
+ *
+ * Payload buffers come from the page-hash arena when it has room, so a page
+ * is hashed where it was copied (page-hash.ts); `dispose()` gives them back.
  */
 export class BatchBuilder {
   /** Payload of the batch being built: room for MAX_BATCH_PAGES pages. */
@@ -151,8 +156,26 @@ export class BatchBuilder {
   /** Released payload buffers, reused before allocating. */
   private readonly free: Uint8Array[] = [];
 
+  private disposed = false;
+
   constructor(private readonly alloc: Alloc = defaultAlloc) {
-    this.payload = alloc(MAX_BATCH_PAGES * STREAM_PAGE_SIZE);
+    this.payload = this.newPayload();
+  }
+
+  private newPayload(): Uint8Array {
+    const n = MAX_BATCH_PAGES * STREAM_PAGE_SIZE;
+    return pageHashArena().alloc(n) ?? this.alloc(n);
+  }
+
+  /** Returns this builder's payload buffers to the arena; those still in flight go back on release. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    const arena = pageHashArena();
+    for (const p of this.free) arena.free(p);
+    this.free.length = 0;
+    arena.free(this.payload);
+    this.payload = EMPTY_PAYLOAD;
   }
 
   get full(): boolean {
@@ -229,9 +252,10 @@ export class BatchBuilder {
     const chunks = pages > 0 ? [head, payload.subarray(0, pages * STREAM_PAGE_SIZE)] : [head];
     let release = noop;
     if (pages > 0) {
-      this.payload = this.free.pop() ?? this.alloc(MAX_BATCH_PAGES * STREAM_PAGE_SIZE);
+      this.payload = this.free.pop() ?? this.newPayload();
       release = () => {
-        if (this.free.length < MAX_FREE_PAYLOADS) this.free.push(payload);
+        if (!this.disposed && this.free.length < MAX_FREE_PAYLOADS) this.free.push(payload);
+        else pageHashArena().free(payload);
       };
     }
     this.count = 0;

@@ -56,12 +56,14 @@
  * (b) append fields to the HEADER or END body, which older decoders ignore.
  * Anything else (a new mandatory record, a changed field) bumps the major.
  *
- * History: major 2 changed the hash behind every checksum and the digest to
- * the two-words-per-step lane (checksum.ts); major 1 took one word per step.
+ * History: major 3 made the page hash 16 lanes wide (page-hash.ts: four
+ * SIMD vectors), which changes every batch checksum and the digest; major 2
+ * changed the hash behind every checksum and the digest to the
+ * two-words-per-step lane (checksum.ts); major 1 took one word per step.
  */
 
 export const STREAM_MAGIC = 0x534d564d; // bytes 'M','V','M','S' read as LE u32
-export const STREAM_MAJOR = 2;
+export const STREAM_MAJOR = 3;
 export const STREAM_MINOR = 0;
 export const PREAMBLE_BYTES = 8;
 
