@@ -19,7 +19,7 @@ import { ControlReader, CONTROL_VERSION, encodeControl, type ControlMessage } fr
 import { PagedMemory, type PageStore } from '../../core/migration/paged-memory.ts';
 import { ReceiverSession, type ReceiverOutcome } from '../../core/migration/receiver-session.ts';
 import { StreamError } from '../../core/migration/stream/errors.ts';
-import { pageHashArena } from '../../core/migration/stream/page-hash.ts';
+import { allocHashable } from '../../core/pagehash/page-hash.ts';
 import type { StreamHeader } from '../../core/migration/stream/format.ts';
 import { wallClock } from './wall-clock.ts';
 
@@ -101,9 +101,8 @@ const MIN_READ = 64 * 1024;
  * view into it (every byte it delivered lies before `retainedFrom()`, the
  * stream offset of the first byte still referenced). The decoder hashes pages
  * where they sit in these slabs, so a slab must outlive the batch it carries:
- * at most a batch (4 MiB) plus a slab are held. Slabs come from the page-hash
- * arena (WebAssembly memory) when it has room, so those hashes need no copy
- * (page-hash.ts); `dispose()` gives them back once the socket is closed. Measured on loopback
+ * at most a batch (4 MiB) plus a slab are held. Slabs are WebAssembly memories
+ * (page-hash.ts `allocHashable`), so those hashes need no copy. Measured on loopback
  * (512 MiB into a sink, same box): 'data' events cost 8,200 reads of
  * 64 KiB, ≈120 ms user + ≈250 ms sys; slabs ≈3,000 reads, ≈15 ms user + ≈100 ms sys.
  */
@@ -118,18 +117,10 @@ class ReadSlabs {
   }
 
   private newSlab(): { buf: Buffer; lastEnd: number } {
-    const lent = pageHashArena().alloc(SLAB_BYTES);
-    const buf = lent ? Buffer.from(lent.buffer, lent.byteOffset, lent.length) : Buffer.allocUnsafe(SLAB_BYTES);
-    const s = { buf, lastEnd: 0 };
+    const mem = allocHashable(SLAB_BYTES);
+    const s = { buf: Buffer.from(mem.buffer, mem.byteOffset, mem.length), lastEnd: 0 };
     this.slabs.push(s);
     return s;
-  }
-
-  /** The socket is closed and the session done with its bytes: slabs go back to the arena. */
-  dispose(): void {
-    const arena = pageHashArena();
-    for (const s of this.slabs) arena.free(s.buf);
-    this.slabs.length = 0;
   }
 
   /** The next read's buffer. */
@@ -247,13 +238,11 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
       // slab long); TLS, or a socket without a handle: 'data' events.
       let onChunk: (chunk: Uint8Array) => void = () => {};
       let socket = accepted;
-      let slabs: ReadSlabs | undefined;
       if (!opts.tls) {
-        slabs = new ReadSlabs(() => (session ? session.retainedFrom : Infinity));
-        const own = slabs;
-        const adopted = adoptWithStaticReads(accepted, own, (chunk) => {
+        const slabs = new ReadSlabs(() => (session ? session.retainedFrom : Infinity));
+        const adopted = adoptWithStaticReads(accepted, slabs, (chunk) => {
           onChunk(chunk);
-          own.pushedUpTo(session ? session.bytes : 0);
+          slabs.pushedUpTo(session ? session.bytes : 0);
         });
         if (adopted) socket = adopted;
         else accepted.resume();
@@ -279,7 +268,6 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
         /* reported by 'close' */
       });
       socket.on('close', () => {
-        slabs?.dispose();
         if (done) return;
         const bytes = session?.bytes ?? 0;
         end({ peer, ok: false, code: 'link_lost', message: `connection lost after ${bytes} stream bytes; partial memory dropped`, bytes });

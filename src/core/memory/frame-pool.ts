@@ -1,8 +1,10 @@
 /**
  * Host frame pool: the machine memory that backs guests and holds p2m tables.
  *
- * Frames (MFNs) live in fixed-size chunks of ArrayBuffer, allocated only when
- * the pool grows, so a sparse guest costs only the frames it touches. Frame
+ * Frames (MFNs) live in fixed-size chunks, allocated only when the pool
+ * grows, so a sparse guest costs only the frames it touches. A chunk is a
+ * WebAssembly memory where available (pagehash/page-hash.ts `allocHashable`),
+ * so migration hashes frames where they sit instead of copying them out. Frame
  * `mfn` is in chunk `mfn >>> CHUNK_SHIFT` at byte offset
  * `(mfn & CHUNK_MASK) << PAGE_SHIFT`. Each chunk is viewed as bytes and as
  * u32 words (64-bit entries are little-endian u32 pairs: lo at 2i, hi at 2i+1).
@@ -11,6 +13,7 @@
  * (so 0 can mean "none" in tables that want it); `allocatedFrames` counts live
  * frames.
  */
+import { allocHashable } from '../pagehash/page-hash.ts';
 import { PAGE_SHIFT, PAGE_SIZE, WORDS_PER_PAGE } from '../units.ts';
 
 /** 4096 frames (16 MiB) per chunk. */
@@ -47,9 +50,9 @@ export class FramePool {
       mfn = this.nextFresh++;
       const chunk = mfn >>> CHUNK_SHIFT;
       if (chunk >= this.bytes.length) {
-        const buf = new ArrayBuffer(CHUNK_FRAMES * PAGE_SIZE);
-        this.bytes.push(new Uint8Array(buf));
-        this.words.push(new Uint32Array(buf));
+        const bytes = allocHashable(CHUNK_FRAMES * PAGE_SIZE);
+        this.bytes.push(bytes);
+        this.words.push(new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2));
       }
     }
     this.allocatedFrames++;

@@ -16,7 +16,8 @@
  *     decide(stats)
  *   stop-and-copy: pause, final CLEAN, send it, VCPU_STATE, END(digest), verdict
  * ```
- * A pass reads each page into the batch buffer, hashes it once, and
+ * A pass hashes each page once — in place, sent from where it sits
+ * (zero-copy: guests with `viewPage`), or copied into the batch first — and
  *   - sends a ZERO descriptor for an unpopulated or all-zero page,
  *   - skips it (counted) if its hash equals the hash of its last send,
  *   - otherwise sends it; per-page hashes live in one flat Uint32Array.
@@ -54,6 +55,12 @@ export interface SenderOptions {
   readonly skipUnchanged?: boolean;
   /** Unpause the source after a verified migration (default false: it now lives at the destination). */
   readonly resumeSourceAfter?: boolean;
+  /**
+   * Send pages from guest memory without copying them (default true when the
+   * guest has `viewPage`). The bytes hashed must be the bytes that leave, so
+   * the guest then runs only once the link holds none of its memory.
+   */
+  readonly zeroCopy?: boolean;
 }
 
 export interface SenderDeps {
@@ -154,6 +161,10 @@ class Sender {
   private readonly lastHash: Uint32Array;
   private readonly sentOnce: Uint8Array;
   private readonly h = new Uint32Array(2);
+  private readonly zeroCopy: boolean;
+  private readonly view: PageView = { bytes: new Uint8Array(0), offset: 0 };
+  /** Guest-memory bytes the transport still holds (zero-copy sends not yet released). */
+  private viewBytesInFlight = 0;
 
   private phase: MigrationPhase = 'setup';
   private round = -1;
@@ -190,6 +201,7 @@ class Sender {
     this.bitmap = new Uint32Array(bitmapWords(this.M));
     this.lastHash = new Uint32Array(2 * this.M);
     this.sentOnce = new Uint8Array(this.M);
+    this.zeroCopy = (opts.zeroCopy ?? true) && guest.viewPage !== undefined;
   }
 
   async run(): Promise<MigrationResult> {
@@ -199,8 +211,6 @@ class Sender {
       this.cleanupAfterFailure();
       if (e instanceof MigrationFailedError) throw e;
       throw new MigrationFailedError(this.phase, this.round, this.transport.failure ?? e);
-    } finally {
-      this.builder.dispose();
     }
   }
 
@@ -390,8 +400,13 @@ class Sender {
     return this.transport.write(chunks, onReleased);
   }
 
-  /** Lets the (running) guest catch up with the clock. */
+  /**
+   * Lets the (running) guest catch up with the clock — once the link has
+   * let go of every guest page sent in place, so no vCPU writes a frame
+   * between its hash and its departure.
+   */
   private async syncGuestTime(): Promise<void> {
+    if (this.viewBytesInFlight > 0 && !this.pausedByUs) await this.transport.flush();
     const now = this.now();
     const dt = now - this.guestRanUntilNs;
     this.guestRanUntilNs = now;
@@ -429,8 +444,13 @@ class Sender {
   private async flushBatch(round: number): Promise<void> {
     const wire = this.builder.wireBytes;
     const pages = this.builder.count;
+    const viewBytes = this.builder.viewBytes;
     const sealed = this.builder.sealForWrite(round);
-    const ok = this.write(sealed.chunks, sealed.release);
+    this.viewBytesInFlight += viewBytes;
+    const ok = this.write(sealed.chunks, () => {
+      this.viewBytesInFlight -= viewBytes;
+      sealed.release();
+    });
     this.totalBytes += wire;
     this.passBytes += wire;
     this.totalPagesSent += pages;
@@ -455,14 +475,26 @@ class Sender {
 
     // One page: read into the batch, hash once, then ZERO / skip / PAGE.
     // Synchronous (no promise per page); returns true when the batch is full.
+    const zeroCopy = this.zeroCopy;
+    const view = this.view;
     const one = (gfn: number): boolean => {
-      const off = b.nextPayloadOffset;
-      const populated = this.guest.readPage(gfn, b.payload, off);
+      let bytes: Uint8Array;
+      let off: number;
+      let populated: boolean;
+      if (zeroCopy) {
+        populated = this.guest.viewPage!(gfn, view);
+        bytes = view.bytes;
+        off = view.offset;
+      } else {
+        bytes = b.payload;
+        off = b.nextPayloadOffset;
+        populated = this.guest.readPage(gfn, bytes, off);
+      }
       const h = this.h;
       let isZero: boolean;
       if (populated) {
-        hashPage(b.payload, off, h, 0);
-        isZero = h[0] === ZERO_PAGE_HASH.lo && h[1] === ZERO_PAGE_HASH.hi && isZeroPage(b.payload, off);
+        hashPage(bytes, off, h, 0);
+        isZero = h[0] === ZERO_PAGE_HASH.lo && h[1] === ZERO_PAGE_HASH.hi && isZeroPage(bytes, off);
       } else {
         h[0] = ZERO_PAGE_HASH.lo;
         h[1] = ZERO_PAGE_HASH.hi;
@@ -480,7 +512,8 @@ class Sender {
       if (isZero) {
         b.addZero(gfn);
         zero++;
-      } else b.commitPage(gfn, h[0]!, h[1]!);
+      } else if (zeroCopy) b.commitView(gfn, bytes, off, h[0]!, h[1]!);
+      else b.commitPage(gfn, h[0]!, h[1]!);
       sent++;
       return b.full;
     };

@@ -38,8 +38,8 @@
  * Output: two u32 (lo, hi) written into `out[outIndex]`, `out[outIndex + 1]`.
  */
 
-import { finishLanes, P1, P2, P3, P4 } from './checksum-lanes.ts';
-import { pageHashArena, PAGE_BYTES } from './page-hash.ts';
+import { finishLanes, P1, P2, P3, P4 } from '../../pagehash/lanes.ts';
+import { hashPage as hashPageKernel, PAGE_BYTES } from '../../pagehash/page-hash.ts';
 
 /** Seeds, one per use, so a page hash can never be confused with a record checksum. */
 export const SEED_PAGE = 0x50414745; // "PAGE"
@@ -115,10 +115,10 @@ export function hashBytes(
 /**
  * Hash of one 4 KiB page at `bytes[byteOffset]` (page-hash.ts: the 16-lane
  * page hash, seed SEED_PAGE), written to out[i], out[i+1]; any alignment,
- * fastest for a page inside the arena's buffers.
+ * fastest for a page in an `allocHashable` buffer.
  */
 export function hashPage(bytes: Uint8Array, byteOffset: number, out: Uint32Array, outIndex: number): number {
-  return pageHashArena().hashPage(bytes, byteOffset, out, outIndex);
+  return hashPageKernel(bytes, byteOffset, out, outIndex);
 }
 
 /** The page hash of an all-zero page: a zero page is recognised by hash, then confirmed. */

@@ -8,7 +8,7 @@
  */
 
 import { hashWords, SEED_RECORD } from './checksum.ts';
-import { pageHashArena } from './page-hash.ts';
+import { allocHashable } from '../../pagehash/page-hash.ts';
 import {
   BATCH_PREFIX_BYTES,
   DESC_BYTES,
@@ -38,7 +38,6 @@ const TWO_POW_20 = 1 << 20;
 const MAX_FREE_PAYLOADS = 8;
 const noop = (): void => {};
 const TWO_POW_32 = 0x100000000;
-const EMPTY_PAYLOAD = new Uint8Array(0);
 
 export function encodePreamble(alloc: Alloc = defaultAlloc): Uint8Array {
   const b = alloc(PREAMBLE_BYTES);
@@ -135,13 +134,17 @@ export function descHi(gfn: number): number {
  * Builds PAGE_BATCH records. The caller reads each candidate page straight
  * into `payload` at `nextPayloadOffset`, hashes it there, then either commits
  * it (`commitPage`), or drops it (zero page → `addZero`; unchanged → nothing),
- * so a page is copied once on the send side.
+ * so a page is copied once on the send side. Or the caller hands a page
+ * where it sits (`commitView`: no copy at all); it must then keep those bytes
+ * unchanged until the batch's `release` (the sender holds the guest still).
  *
  *   descriptors + page hashes → `summary` (scratch, checksum input)
- *   payload bytes             → `payload` (handed to the link at seal)
+ *   payload bytes             → segments, in descriptor order: runs of
+ *                               `payload` (copied pages) and of caller
+ *                               buffers (views; adjacent pages coalesce)
  *
- * Payload buffers come from the page-hash arena when it has room, so a page
- * is hashed where it was copied (page-hash.ts); `dispose()` gives them back.
+ * Payload buffers are WebAssembly memories (page-hash.ts `allocHashable`),
+ * so a page is hashed where it was copied.
  */
 export class BatchBuilder {
   /** Payload of the batch being built: room for MAX_BATCH_PAGES pages. */
@@ -155,27 +158,17 @@ export class BatchBuilder {
   private readonly pageHashes = new Uint32Array(2 * MAX_BATCH_PAGES);
   /** Released payload buffers, reused before allocating. */
   private readonly free: Uint8Array[] = [];
-
-  private disposed = false;
+  /** Bytes of `payload` used by copied pages. */
+  private payloadUsed = 0;
+  /** Payload segments: bytes[start, end) each, in wire order. */
+  private segBytes: Uint8Array[] = [];
+  private segStart: number[] = [];
+  private segEnd: number[] = [];
+  /** Bytes of this batch sent from caller buffers (`commitView`). */
+  viewBytes = 0;
 
   constructor(private readonly alloc: Alloc = defaultAlloc) {
-    this.payload = this.newPayload();
-  }
-
-  private newPayload(): Uint8Array {
-    const n = MAX_BATCH_PAGES * STREAM_PAGE_SIZE;
-    return pageHashArena().alloc(n) ?? this.alloc(n);
-  }
-
-  /** Returns this builder's payload buffers to the arena; those still in flight go back on release. */
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    const arena = pageHashArena();
-    for (const p of this.free) arena.free(p);
-    this.free.length = 0;
-    arena.free(this.payload);
-    this.payload = EMPTY_PAYLOAD;
+    this.payload = allocHashable(MAX_BATCH_PAGES * STREAM_PAGE_SIZE);
   }
 
   get full(): boolean {
@@ -183,11 +176,38 @@ export class BatchBuilder {
   }
 
   get nextPayloadOffset(): number {
-    return this.pages * STREAM_PAGE_SIZE;
+    return this.payloadUsed;
+  }
+
+  /** Appends bytes[start, start + 4096) to the payload, extending the last segment when adjacent. */
+  private appendSegment(bytes: Uint8Array, start: number): void {
+    const n = this.segBytes.length - 1;
+    if (n >= 0 && this.segBytes[n] === bytes && this.segEnd[n] === start) this.segEnd[n] = start + STREAM_PAGE_SIZE;
+    else {
+      this.segBytes.push(bytes);
+      this.segStart.push(start);
+      this.segEnd.push(start + STREAM_PAGE_SIZE);
+    }
+  }
+
+  /**
+   * Accepts the page at `bytes[offset …+4096]`, sent from there without a
+   * copy; the bytes must not change until the sealed batch is released.
+   */
+  commitView(gfn: number, bytes: Uint8Array, offset: number, hashLo: number, hashHi: number): void {
+    this.appendSegment(bytes, offset);
+    this.viewBytes += STREAM_PAGE_SIZE;
+    this.addPageDescriptor(gfn, hashLo, hashHi);
   }
 
   /** Accepts the page the caller placed at `nextPayloadOffset`, whose page hash is (lo, hi). */
   commitPage(gfn: number, hashLo: number, hashHi: number): void {
+    this.appendSegment(this.payload, this.payloadUsed);
+    this.payloadUsed += STREAM_PAGE_SIZE;
+    this.addPageDescriptor(gfn, hashLo, hashHi);
+  }
+
+  private addPageDescriptor(gfn: number, hashLo: number, hashHi: number): void {
     const i = 2 + 2 * this.count;
     this.summary[i] = descLo(gfn, DESC_PAGE);
     this.summary[i + 1] = descHi(gfn);
@@ -249,17 +269,22 @@ export class BatchBuilder {
     for (let i = 0; i < 2 + descWords; i++) hv.setUint32(RECORD_HEADER_BYTES + 4 * i, s[i]!, true);
 
     const payload = this.payload;
-    const chunks = pages > 0 ? [head, payload.subarray(0, pages * STREAM_PAGE_SIZE)] : [head];
+    const chunks: Uint8Array[] = [head];
+    for (let i = 0; i < this.segBytes.length; i++) chunks.push(this.segBytes[i]!.subarray(this.segStart[i], this.segEnd[i]));
     let release = noop;
-    if (pages > 0) {
-      this.payload = this.free.pop() ?? this.newPayload();
+    if (this.payloadUsed > 0) {
+      this.payload = this.free.pop() ?? allocHashable(MAX_BATCH_PAGES * STREAM_PAGE_SIZE);
       release = () => {
-        if (!this.disposed && this.free.length < MAX_FREE_PAYLOADS) this.free.push(payload);
-        else pageHashArena().free(payload);
+        if (this.free.length < MAX_FREE_PAYLOADS) this.free.push(payload);
       };
     }
     this.count = 0;
     this.pages = 0;
+    this.payloadUsed = 0;
+    this.viewBytes = 0;
+    this.segBytes = [];
+    this.segStart = [];
+    this.segEnd = [];
     return { chunks, release };
   }
 }

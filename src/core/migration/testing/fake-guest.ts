@@ -9,6 +9,7 @@
  * with probability `sameValueFraction`, rewrites the value already there (a
  * dirty page whose content did not change: the hash-skip case).
  */
+import { allocHashable } from '../../pagehash/page-hash.ts';
 import { Xoshiro128, type Rng } from '../../rng.ts';
 import { LogDirtyRefusedError, bitmapWords, type MigratableGuest, type PageView } from '../migratable-guest.ts';
 
@@ -53,7 +54,7 @@ export class FakeGuest implements MigratableGuest {
   constructor(opts: FakeGuestOptions) {
     this.pageCount = opts.pageCount;
     this.vcpuCount = opts.vcpuCount ?? 1;
-    this.memory = new Uint8Array(opts.pageCount * PAGE);
+    this.memory = allocHashable(opts.pageCount * PAGE);
     this.words = new Uint32Array(this.memory.buffer);
     this.populated = new Uint8Array(opts.pageCount);
     this.rng = new Xoshiro128(opts.seed ?? 1);

@@ -1,7 +1,7 @@
 /**
  * The lane constants and the finishing step shared by the stream's two hash
- * shapes: checksum.ts (4 lanes, any length: records, digests) and
- * page-hash.ts (16 lanes, one 4 KiB page). Constants are xxHash32's primes.
+ * shapes: migration/stream/checksum.ts (4 lanes, any length: records,
+ * digests) and page-hash.ts (16 lanes, one 4 KiB page). xxHash32's primes.
  */
 
 export const P1 = 0x9e3779b1;
