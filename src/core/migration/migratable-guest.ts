@@ -24,10 +24,11 @@ export interface MigratableGuest {
   readPage(gfn: number, dst: Uint8Array, dstOffset: number): boolean;
   /**
    * Optional: points `view` at frame `gfn`'s bytes where they sit, without a
-   * copy; false (view untouched) ⇒ unpopulated. The sender uses it only while
-   * the guest is paused (the final digest), when the bytes cannot change; a
-   * page it sends is always copied first (readPage), so the bytes hashed are
-   * the bytes that leave even if a vCPU writes the frame meanwhile.
+   * copy; false (view untouched) ⇒ unpopulated. The sender hashes pages
+   * there and sends them from there (zero-copy). The guest's memory changes
+   * only inside `runGuestFor`, which the sender calls only once the link
+   * has let go of every page it sent in place, so the bytes hashed are the
+   * bytes that leave. Without it, every page is copied first (readPage).
    */
   viewPage?(gfn: number, view: PageView): boolean;
   enableLogDirty(): void;
