@@ -134,12 +134,23 @@ export class ReceiverSession {
 
   private onBatch(b: DecodedBatch): void {
     const store = this.store!;
-    for (let i = 0; i < b.count; i++) {
+    const runs = store.writePages !== undefined;
+    for (let i = 0; i < b.count; ) {
       const off = b.payloadOffset[i]!;
+      const gfn = b.gfn[i]!;
       if (off < 0) {
-        store.writePage(b.gfn[i]!, ZERO_PAGE_BYTES, 0);
+        store.writePage(gfn, ZERO_PAGE_BYTES, 0);
         this.zeroPages++;
-      } else store.writePage(b.gfn[i]!, b.pageBytes[i]!, off);
+        i++;
+        continue;
+      }
+      // A run: consecutive frames whose bytes follow each other in one buffer.
+      const bytes = b.pageBytes[i]!;
+      let j = i + 1;
+      if (runs) while (j < b.count && b.gfn[j] === gfn + (j - i) && b.pageBytes[j] === bytes && b.payloadOffset[j] === off + (j - i) * 4096) j++;
+      if (j - i > 1) store.writePages!(gfn, j - i, bytes, off);
+      else store.writePage(gfn, bytes, off);
+      i = j;
     }
     const ph = this.pageHashes;
     if (ph) {
