@@ -8,6 +8,7 @@ import type { LinkModel } from '../../core/migration/link-model.ts';
 import type { MigratableGuest } from '../../core/migration/migratable-guest.ts';
 import type { StopPolicy } from '../../core/migration/policy/stop-policy.ts';
 import { migrate, type ClockMode, type MigrationResult, type SenderObserver } from '../../core/migration/sender.ts';
+import { WorkerPageHashPool } from '../pagehash/worker-pool.ts';
 import { connectTransport, type TlsClientOptions } from './tcp-transport.ts';
 import { sleepNs, wallClock } from './wall-clock.ts';
 
@@ -34,10 +35,16 @@ export async function migrateTo(guest: MigratableGuest, o: MigrateToOptions): Pr
   } catch (e) {
     throw new MigrationFailedError('handshake', -1, e);
   }
-  return migrate(
-    guest,
-    transport,
-    { policy: o.policy, clock: o.clock, link: o.link, skipUnchanged: o.skipUnchanged, resumeSourceAfter: o.resumeSourceAfter },
-    { wallClock, sleep: sleepNs, alloc: allocUnsafe, observer: o.observer },
-  );
+  // A second thread for the final digest of a large guest (its memory is shared WebAssembly memory).
+  const pool = guest.pageCount >= 16384 ? WorkerPageHashPool.start() : undefined;
+  try {
+    return await migrate(
+      guest,
+      transport,
+      { policy: o.policy, clock: o.clock, link: o.link, skipUnchanged: o.skipUnchanged, resumeSourceAfter: o.resumeSourceAfter },
+      { wallClock, sleep: sleepNs, alloc: allocUnsafe, observer: o.observer, ...(pool ? { pageHashPool: pool } : {}) },
+    );
+  } finally {
+    void pool?.close();
+  }
 }

@@ -50,7 +50,7 @@ export class FramePool {
       mfn = this.nextFresh++;
       const chunk = mfn >>> CHUNK_SHIFT;
       if (chunk >= this.bytes.length) {
-        const bytes = allocHashable(CHUNK_FRAMES * PAGE_SIZE);
+        const bytes = allocHashable(CHUNK_FRAMES * PAGE_SIZE, true);
         this.bytes.push(bytes);
         this.words.push(new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2));
       }

@@ -24,6 +24,14 @@ export function computeDigest(
 ): Digest {
   const words = new Uint32Array(2 * pageCount + 2);
   for (let gfn = 0; gfn < pageCount; gfn++) pageHashInto(gfn, words, 2 * gfn);
+  return digestOfPageHashes(words, pageCount, vcpuState);
+}
+
+/**
+ * The digest from `words` already holding every page's hash (lo, hi at 2·gfn)
+ * and room for two more words at 2·pageCount (the vCPU state's hash goes there).
+ */
+export function digestOfPageHashes(words: Uint32Array, pageCount: number, vcpuState: Uint8Array): Digest {
   hashBytes(vcpuState, 0, vcpuState.length, SEED_PAGE, vcpuState.length, words, 2 * pageCount);
   const out = new Uint32Array(2);
   hashWords(words, 0, words.length, SEED_DIGEST, vcpuState.length, out, 0);

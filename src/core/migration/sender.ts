@@ -33,7 +33,8 @@
  * untouched, and a MigrationFailedError says in which phase and round.
  */
 import { VirtualClock, type Clock } from '../clock.ts';
-import { computeDigest } from './digest.ts';
+import type { PageHashPool } from '../pagehash/pool.ts';
+import { digestOfPageHashes, type Digest } from './digest.ts';
 import { MigrationFailedError, type MigrationPhase } from './errors.ts';
 import { transferNs, type LinkModel } from './link-model.ts';
 import { bitmapWords, LogDirtyRefusedError, type MigratableGuest, type PageView } from './migratable-guest.ts';
@@ -71,7 +72,12 @@ export interface SenderDeps {
   /** Allocator for stream chunks (adapters: Buffer.allocUnsafe). */
   readonly alloc?: Alloc;
   readonly observer?: SenderObserver;
+  /** Optional helper thread for the final digest (adapters: a worker); without it, one thread hashes. */
+  readonly pageHashPool?: PageHashPool;
 }
+
+/** Below this many pages the final digest is not worth splitting between threads. */
+const PARALLEL_DIGEST_MIN_PAGES = 16384;
 
 export interface SenderObserver {
   /** After every batch: pages handled so far in this round, of `total`. */
@@ -330,21 +336,7 @@ class Sender {
 
     this.phase = 'verify';
     const digestStart = this.now();
-    // The guest is paused: hash its frames in place when it can show them (no copy).
-    const scratch = new Uint8Array(STREAM_PAGE_SIZE);
-    const view: PageView = { bytes: scratch, offset: 0 };
-    const digest = computeDigest(
-      this.M,
-      (gfn, out, i) => {
-        const populated = guest.viewPage ? guest.viewPage(gfn, view) : guest.readPage(gfn, scratch, 0);
-        if (populated) hashPage(view.bytes, view.offset, out, i);
-        else {
-          out[i] = ZERO_PAGE_HASH.lo;
-          out[i + 1] = ZERO_PAGE_HASH.hi;
-        }
-      },
-      vcpu,
-    );
+    const digest = await this.sourceDigest(vcpu);
     const sourceDigestMs = (this.now() - digestStart) / NS_PER_MS;
     const end = encodeEnd(digest.lo, digest.hi, this.pageRecords, this.alloc);
     this.write([end]);
@@ -392,6 +384,59 @@ class Sender {
       latency_ms: this.link.latencyNs / NS_PER_MS,
       source_resumed: resume,
     };
+  }
+
+  /**
+   * The digest of paused memory, every page re-read (so a page whose dirty
+   * bit was lost shows). With a helper thread and a large guest, the helper
+   * hashes the upper half while this thread hashes the lower half.
+   */
+  private async sourceDigest(vcpu: Uint8Array): Promise<Digest> {
+    const guest = this.guest;
+    const M = this.M;
+    const pool = this.deps.pageHashPool;
+    const words = pool ? pool.sharedU32(2 * M + 2) : new Uint32Array(2 * M + 2);
+    const scratch = new Uint8Array(STREAM_PAGE_SIZE);
+    const view: PageView = { bytes: scratch, offset: 0 };
+    const hashRange = (from: number, to: number): void => {
+      for (let gfn = from; gfn < to; gfn++) {
+        const populated = guest.viewPage ? guest.viewPage(gfn, view) : guest.readPage(gfn, scratch, 0);
+        if (populated) hashPage(view.bytes, view.offset, words, 2 * gfn);
+        else {
+          words[2 * gfn] = ZERO_PAGE_HASH.lo;
+          words[2 * gfn + 1] = ZERO_PAGE_HASH.hi;
+        }
+      }
+    };
+    let split = M;
+    let helper: Promise<void> | undefined;
+    if (pool && guest.viewPage && M >= PARALLEL_DIGEST_MIN_PAGES) {
+      const from = M >>> 1;
+      const locs = pool.sharedI32(2 * (M - from));
+      let shareable = true;
+      for (let gfn = from; gfn < M && shareable; gfn++) {
+        const i = 2 * (gfn - from);
+        if (!guest.viewPage(gfn, view)) locs[i] = -1;
+        else {
+          locs[i] = pool.memoryId(view.bytes);
+          locs[i + 1] = view.bytes.byteOffset + view.offset;
+          shareable = locs[i]! >= 0;
+        }
+      }
+      if (shareable) {
+        split = from;
+        helper = pool.hash(locs, M - from, words, 2 * from);
+      }
+    }
+    hashRange(0, split);
+    if (helper) {
+      try {
+        await helper;
+      } catch {
+        hashRange(split, M); // the helper failed: this thread does its half
+      }
+    }
+    return digestOfPageHashes(words, M, vcpu);
   }
 
   private write(chunks: readonly Uint8Array[], onReleased?: () => void): boolean {

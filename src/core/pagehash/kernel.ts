@@ -8,7 +8,9 @@
  *
  * It writes nothing to memory, so it can hash guest frames where they sit.
  * It computes exactly page-hash.ts's `pageHashRef` (the definition), which
- * the tests check on random pages.
+ * the tests check on random pages. A module imports either a plain memory
+ * or a shared one (WebAssembly needs the import to say which): shared
+ * memories are the ones a helper thread can read too.
  */
 import { P1, P2, P3, P4, P5 } from './lanes.ts';
 
@@ -82,7 +84,7 @@ function avalanche(t: number): number[] {
  * The module for pages of `blocks` 128-byte blocks, starting lanes
  * `initial` (16 values, vector-major), finishing with word count `words`.
  */
-export function pageKernelBytes(initial: Uint32Array, blocks: number, words: number): Uint8Array {
+export function pageKernelBytes(initial: Uint32Array, blocks: number, words: number, shared = false): Uint8Array {
   // Locals: 0 $p (param); 1–4 the four lane vectors; 5 splat(P1); 6 scratch v128;
   // 7 $n; 8–11 v0…v3; 12 lo; 13 hi; 14 t.
   const p = 0;
@@ -126,7 +128,8 @@ export function pageKernelBytes(initial: Uint32Array, blocks: number, words: num
   return new Uint8Array([
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
     ...section(1, vec([[0x60, ...vec([[T_I32]]), ...vec([[T_I32]])]])), // type 0: (i32) → i32
-    ...section(2, vec([[...name('env'), ...name('mem'), 0x02, 0x00, ...uleb(1)]])), // memory, min 1 page
+    // Import a memory: limits flag 0x00 = min only; 0x03 = shared, min and max (required for shared).
+    ...section(2, vec([[...name('env'), ...name('mem'), 0x02, ...(shared ? [0x03, ...uleb(1), ...uleb(65536)] : [0x00, ...uleb(1)])]])),
     ...section(3, vec([[0]])), // function 0 has type 0
     ...section(6, vec([[T_I32, 0x01, ...i32(0), ...END]])), // global 0: mut i32 = 0
     ...section(7, vec([[...name('page'), 0x00, 0], [...name('hi'), 0x03, 0]])),

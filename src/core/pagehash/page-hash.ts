@@ -86,49 +86,61 @@ interface BoundKernel {
   readonly hi: { value: number };
 }
 
-let compiled: WebAssembly.Module | null | undefined;
-function kernelModule(): WebAssembly.Module | null {
-  if (compiled === undefined) {
+const compiled: (WebAssembly.Module | null | undefined)[] = [undefined, undefined];
+/** The kernel module for plain (false) or shared (true) memories; null without WebAssembly SIMD. */
+export function pageKernelModule(shared: boolean): WebAssembly.Module | null {
+  const i = shared ? 1 : 0;
+  if (compiled[i] === undefined) {
     let mod: WebAssembly.Module | null = null;
     try {
-      const bytes = pageKernelBytes(initialLanes(PAGE_SEED), BLOCKS, PAGE_BYTES >>> 2);
+      const bytes = pageKernelBytes(initialLanes(PAGE_SEED), BLOCKS, PAGE_BYTES >>> 2, shared);
       if (typeof WebAssembly === 'object' && WebAssembly.validate(bytes)) mod = new WebAssembly.Module(bytes);
     } catch {
       mod = null;
     }
-    compiled = mod;
+    compiled[i] = mod;
   }
-  return compiled;
+  return compiled[i]!;
 }
 
 /** Kernels by the memory buffer they read; a memory's buffer never changes (it never grows). */
 const kernels = new WeakMap<ArrayBufferLike, BoundKernel>();
+/** Shared memories by their buffer, for handing to a helper thread. */
+const sharedMemories = new WeakMap<ArrayBufferLike, WebAssembly.Memory>();
 
-function bind(memory: WebAssembly.Memory): void {
-  const mod = kernelModule();
+function bind(memory: WebAssembly.Memory, shared: boolean): void {
+  const mod = pageKernelModule(shared);
   if (!mod) return;
   const ex = new WebAssembly.Instance(mod, { env: { mem: memory } }).exports;
   kernels.set(memory.buffer, { page: ex['page'] as (at: number) => number, hi: ex['hi'] as { value: number } });
+  if (shared) sharedMemories.set(memory.buffer, memory);
 }
 
 /**
  * `n` zeroed bytes whose pages the kernel hashes where they sit: a
  * WebAssembly memory of its own (fixed size, freed by the GC like any
  * buffer) when WebAssembly SIMD is there, else a plain Uint8Array. For guest
- * frames, batch payloads and socket read slabs.
+ * frames, batch payloads and socket read slabs. `shared`: a shared memory
+ * (a SharedArrayBuffer underneath) that a helper thread can hash too — guest
+ * memory, whose final digest is split between threads.
  */
-export function allocHashable(n: number): Uint8Array {
-  if (n > 0 && n <= MAX_MEMORY_BYTES && kernelModule()) {
+export function allocHashable(n: number, shared = false): Uint8Array {
+  if (n > 0 && n <= MAX_MEMORY_BYTES && pageKernelModule(shared)) {
     try {
       const pages = Math.ceil(n / WASM_PAGE);
-      const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-      bind(memory);
+      const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared });
+      bind(memory, shared);
       return new Uint8Array(memory.buffer, 0, n);
     } catch {
       /* out of address space: plain memory below */
     }
   }
   return new Uint8Array(n);
+}
+
+/** The shared WebAssembly memory `bytes` lies in, if it is one (see allocHashable). */
+export function sharedMemoryOf(bytes: Uint8Array): WebAssembly.Memory | undefined {
+  return sharedMemories.get(bytes.buffer);
 }
 /** The largest memory32 WebAssembly allows (65535 pages of 64 KiB). */
 const MAX_MEMORY_BYTES = 65535 * WASM_PAGE;

@@ -54,7 +54,7 @@ export class FakeGuest implements MigratableGuest {
   constructor(opts: FakeGuestOptions) {
     this.pageCount = opts.pageCount;
     this.vcpuCount = opts.vcpuCount ?? 1;
-    this.memory = allocHashable(opts.pageCount * PAGE);
+    this.memory = allocHashable(opts.pageCount * PAGE, true);
     this.words = new Uint32Array(this.memory.buffer);
     this.populated = new Uint8Array(opts.pageCount);
     this.rng = new Xoshiro128(opts.seed ?? 1);
