@@ -39,7 +39,7 @@
  */
 
 import { finishLanes, P1, P2, P3, P4 } from '../../pagehash/lanes.ts';
-import { hashPage as hashPageKernel, PAGE_BYTES } from '../../pagehash/page-hash.ts';
+import { hashPage, PAGE_BYTES } from '../../pagehash/page-hash.ts';
 
 /** Seeds, one per use, so a page hash can never be confused with a record checksum. */
 export const SEED_PAGE = 0x50414745; // "PAGE"
@@ -117,9 +117,7 @@ export function hashBytes(
  * page hash, seed SEED_PAGE), written to out[i], out[i+1]; any alignment,
  * fastest for a page in an `allocHashable` buffer.
  */
-export function hashPage(bytes: Uint8Array, byteOffset: number, out: Uint32Array, outIndex: number): number {
-  return hashPageKernel(bytes, byteOffset, out, outIndex);
-}
+export { hashPage };
 
 /** The page hash of an all-zero page: a zero page is recognised by hash, then confirmed. */
 export const ZERO_PAGE_HASH: Readonly<{ lo: number; hi: number }> = (() => {
