@@ -154,7 +154,9 @@ describe('LackeyReader', () => {
       [' M 10000000000000000,4', /:2: address has more than 16 hex digits/],
       ['I0401ab70,3', /:2: expected 'I', 'L', 'S' or 'M' record/],
       [' = x', /:2: expected 'I', 'L', 'S' or 'M' record/],
-      ['\x00\x01binary' + 'y'.repeat(100), /:2: expected 'I', 'L', 'S' or 'M' record, got '\\x00\\x01binaryy+…'$/],
+      ['\x00\x01binary' + 'y'.repeat(100), /:2: binary data, not a lackey trace \(expected text lines such as ' L 04222cac,4'/],
+      ['\x7fELF\x02\x01\x01\x00\x00\x00', /:2: binary data, not a lackey trace/],
+      ['X caf\xe9,1', /:2: expected 'I', 'L', 'S' or 'M' record, got 'X caf\\xc3\\xa9,1'$/], // UTF-8 é: quoted, still text
     ];
     for (const [bad, re] of cases) {
       const reader = new LackeyReader(fixture('bad.lackey', `I  0401ab70,3\n${bad}\nI  0401ab70,3\n`), { displayName: 'bad.lackey' });

@@ -346,6 +346,17 @@ export class LackeyReader implements AccessSource {
     while (end < buf.length && buf[end] !== NL) end++;
     if (end > lineStart && buf[end - 1] === CR) end--;
     const shown = Math.min(end - lineStart, QUOTE_CHARS);
+    // A line with a NUL or mostly control bytes is not a damaged record but a
+    // file of another kind (an executable, a core dump, a plain .gz renamed):
+    // say so instead of quoting escapes.
+    let binary = 0;
+    for (let i = lineStart; i < lineStart + shown; i++) {
+      const c = buf[i]!;
+      if (c === 0) binary = shown;
+      else if ((c < 32 && c !== TAB) || c >= 127) binary++;
+    }
+    if (shown > 0 && binary * 4 >= shown)
+      return new TraceParseError(this.file, lineNo, "binary data, not a lackey trace (expected text lines such as ' L 04222cac,4' from valgrind --tool=lackey --trace-mem=yes)");
     let text = '';
     for (let i = lineStart; i < lineStart + shown; i++) {
       const c = buf[i]!;

@@ -99,6 +99,8 @@ describe('memvisor CLI contract', { timeout: 300_000 }, () => {
       { args: ['compare', empty, '--modes', 'ept-wp'], re: /^memvisor: .*empty\.lackey: no I, L, S or M records/m },
       { args: ['compare', '-', '--modes', 'ept-wp'], re: /^memvisor: compare reads the trace once per mode, so it needs a file/m },
       { args: ['access', '--mode', 'write', '--trace', empty], re: /^memvisor: .*empty\.lackey: no I, L, S or M records/m },
+      { args: ['migrate', '--trace', empty, '--mem', '8M'], re: /^memvisor: .*empty\.lackey: no I, L, S or M records/m },
+      { args: ['run', '--trace', process.execPath], re: /^memvisor: .*:1: binary data, not a lackey trace/m },
       { args: ['run', '--workload', 'uniform', '--seed', '-1'], re: /^memvisor: --seed: -1 is out of range \(0\.\./m },
       { args: ['bogus'], re: /^memvisor: unknown command 'bogus' \(run with --help for usage\)$/m },
       { args: ['run', '--rounds', '1'], re: /^memvisor: unknown option '--rounds' \(Did you mean --count\?\)/m },

@@ -14,11 +14,13 @@ import { Xoshiro128 } from '../../core/rng.ts';
 import { createGuest } from '../../core/runner/guest.ts';
 import { fillGuestRandom, MigratableDomain } from '../../core/runner/migratable-domain.ts';
 import { GiB, PAGE_SIZE } from '../../core/units.ts';
+import { AccessBatch } from '../../core/workload/access-batch.ts';
 import { createSyntheticWorkload } from '../../core/workload/synthetic.ts';
 import { LackeyReader } from '../../adapters/lackey-reader.ts';
 import { migrateTo } from '../../adapters/migration/migrate-to.ts';
 import { spawnReceiver, type SpawnedReceiver } from '../../adapters/migration/spawn-receiver.ts';
 import { UsageError } from '../errors.ts';
+import { requireRecords } from '../source.ts';
 import { choiceFlag, fileFlag, intFlag, modeFlag, numberFlag, sizeFlag, workloadFlag } from '../options.ts';
 import { Progress, renderTable } from '../output.ts';
 import { parseHostPort } from '../parse-size.ts';
@@ -42,9 +44,22 @@ export interface MigrateFlags extends TraceFlags {
   report?: string;
 }
 
+/** Records in the first batch of a trace (0: empty, or only comments); read errors and bad lines throw as usual. */
+async function firstBatchRecords(trace: string): Promise<number> {
+  const reader = new LackeyReader(trace);
+  try {
+    const batch = new AccessBatch(1024);
+    return (await reader.fill(batch)) ? batch.length : 0;
+  } finally {
+    reader.close();
+  }
+}
+
 export async function migrateCommand(f: MigrateFlags): Promise<void> {
   if (f.trace !== undefined && f.workload !== undefined) throw new UsageError('give --trace or --workload, not both');
   const traced = f.trace !== undefined;
+  // The trace is read while the guest migrates; an empty or unreadable one is refused before any of that starts.
+  if (traced && f.trace !== '-') requireRecords(f.trace, await firstBatchRecords(f.trace!));
   const workloadName = traced ? `trace ${f.trace}` : workloadFlag(f.workload ?? 'hotspot');
   // A trace's addresses are guest-virtual: the guest OS model maps them into a compact guest.
   const memBytes = sizeFlag('--mem', f.mem, traced ? 64 * 1048576 : GiB);
