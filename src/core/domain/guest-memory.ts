@@ -17,6 +17,9 @@ import { P2m, P2mLookup } from '../p2m/p2m.ts';
 import { P2mType } from '../p2m/p2m-type.ts';
 import { ORDER_2M, ORDER_4K, PAGE_SIZE } from '../units.ts';
 
+/** Scratch for unaligned u32 reads (single-threaded engine: never shared between two reads). */
+const UNALIGNED_SCRATCH = new Uint8Array(4);
+
 export class GuestMemoryError extends Error {}
 
 /** Types whose frames hold guest data the software view may read and write. */
@@ -113,7 +116,8 @@ export class GuestMemory implements GuestPhysAccess {
     const mfn = this.frameOf(gfn);
     if (mfn < 0) return 0;
     if ((off & 3) === 0) return this.pool.wordsOf(mfn)[this.pool.wordOffset(mfn) + (off >>> 2)]!;
-    const tmp = new Uint8Array(4);
+    // Unaligned (it may cross a page): through readBytes, into one scratch (no allocation per read).
+    const tmp = UNALIGNED_SCRATCH;
     this.readBytes(gpa, tmp, 0, 4);
     return (tmp[0]! | (tmp[1]! << 8) | (tmp[2]! << 16) | (tmp[3]! << 24)) >>> 0;
   }
