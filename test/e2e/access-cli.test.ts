@@ -71,6 +71,21 @@ describe('memvisor access CLI contract', { timeout: 120_000 }, () => {
     assert.equal(o.events.length, 2 * 63 + 1);
   });
 
+  it('shadow mode (--dirty-mode shadow, paged): a real trace under exec raises the same events, in the same order, as under HAP', () => {
+    const trace = join(ROOT, 'test/fixtures/sort-small.lackey.gz');
+    const base = ['access', '--mode', 'exec', '--trace', trace, '--addressing', 'paged', '--mem', '64M', '--json'];
+    const hap = cli(base);
+    const shadow = cli([...base, '--dirty-mode', 'shadow']);
+    assert.equal(hap.code, 0, hap.stderr);
+    assert.equal(shadow.code, 0, shadow.stderr);
+    const h = JSON.parse(hap.stdout);
+    const s = JSON.parse(shadow.stdout);
+    assert.equal(s.dirty_mode, 'shadow');
+    assert.ok(s.events.length > 20, 'instruction pages are fetched');
+    const key = (e: Ev) => `${e.vcpu}:${e.gfn}:${e.offset}:${e.access}`;
+    assert.deepEqual(s.events.map(key), h.events.map(key));
+  });
+
   it('bad input: one line, non-zero exit, no stack', () => {
     for (const args of [
       ['access', '--mode', 'read', '--workload', 'uniform'],

@@ -18,7 +18,12 @@
  *                 sync  (≠ n2rwx) ─► monitor_traps: vCPU paused (VCPU_PAUSED) ─► 'pause'
  *                 async (n2rwx)   ─► inner mode handles the fault too (e.g. log-dirty mark),
  *                                    then monitor_traps (maybe throttled) ─► 'retry' / 'pause'
- *  recalc exits, PML-full, shadow faults ─► inner mode unchanged
+ *  recalc exits, PML-full ─► inner mode unchanged
+ *
+ *  shadow mode (PV-style guests): no hardware second stage to fault, so the
+ *  shadow fault path asks this layer (ShadowAccessGate) once its guest walk
+ *  has found the gfn; the shadows carry the access rights (shadow-paging.ts),
+ *  so a violating access always faults there. Same check, same events.
  * ```
  * Access flags in the request are the hardware's (npfec): on VMX a write sets
  * the read bit too (EPT qualification bit 0 with bit 1), on SVM every data
@@ -26,9 +31,16 @@
  * flags, as Xen's does. gla is valid on EPT (qualification bit 7) and ARM, never
  * on NPT (Xen passes ~0).
  *
+ * In shadow mode the request's flags are the access the shadow fault needed
+ * (R, W or X) and gla is always valid (the faulting linear address). Today's
+ * Xen refuses mem_access without HAP; this is the shadow path of the PV
+ * mem_access work the brief asks for (shadow rights narrowed by the p2m
+ * access, the check in sh_page_fault), not a transcription of Xen source.
+ * When an access change narrows a gfn's rights, the shadows mapping it are
+ * removed (a large change blows all shadow tables), so no stale right survives.
+ *
  * Not modelled: the inguest_pagefault_disabled shortcut, altp2m views and #VE,
- * the "previous reply does not match" emulate reset; mem_access in shadow mode
- * (the access operation refuses a domain without HAP, as Xen's sanity check does).
+ * the "previous reply does not match" emulate reset.
  */
 import type { Domain } from '../domain/domain.ts';
 import type { PagingMode } from '../domain/paging-mode.ts';
@@ -44,6 +56,7 @@ import {
   VM_EVENT_REASON_MEM_ACCESS, type VmEvent,
 } from './vm-event-abi.ts';
 import { VcpuEventState, type VmEventDomain } from './vm-event-domain.ts';
+import { GATE_ALLOW, GATE_ASYNC, GATE_STOP, type ShadowAccessGate, type ShadowPaging } from '../shadow/shadow-paging.ts';
 
 /** Outcomes of p2m_mem_access_check (and of "no violation"). */
 const CHECK_NO_VIOLATION = 0;
@@ -70,7 +83,10 @@ export interface MemAccessStats {
   crashes: number;
 }
 
-export class MemAccessLayer implements PagingMode {
+/** Narrowed gfns beyond this many in one access operation blow every shadow table instead of unmapping each. */
+const BLOW_AFTER_NARROWED = 64;
+
+export class MemAccessLayer implements PagingMode, ShadowAccessGate {
   readonly name: string;
   /** p2m->access_required: a violation with no listener crashes the domain. */
   accessRequired = false;
@@ -78,8 +94,14 @@ export class MemAccessLayer implements PagingMode {
   monitor: VmEventDomain | null = null;
   /** HVM_PARAM_MONITOR_RING_PFN: the toolstack sets it at domain build; 0 refuses monitor enable (-EOPNOTSUPP). */
   monitorRingPfn: number;
-  /** Whether the domain runs with HAP (the access operation refuses otherwise). */
+  /** Whether the domain runs with HAP (else shadow paging, whose faults come through `check` as a gate). */
   readonly hap: boolean;
+  /** The shadow paging of a shadow-mode domain (null with HAP). */
+  private readonly shadow: ShadowPaging | null;
+  /** What the shadow gate decided during the fault being handled. */
+  private gateOutcome = CHECK_NO_VIOLATION;
+  /** gfns whose rights narrowed since the last commitAccessChanges (shadow mode). */
+  private narrowed: number[] = [];
   readonly vcpuState: VcpuEventState;
   readonly stats: MemAccessStats = {
     violations: 0, rx2rwPromotions: 0, n2rwxPromotions: 0, openedNoListener: 0, syncEvents: 0, asyncEvents: 0, crashes: 0,
@@ -93,6 +115,7 @@ export class MemAccessLayer implements PagingMode {
   constructor(readonly domain: Domain, readonly inner: PagingMode) {
     this.name = inner.name;
     this.hap = inner.name !== 'shadow';
+    this.shadow = this.hap ? null : ((inner as { shadow?: ShadowPaging }).shadow ?? null);
     this.vcpuState = new VcpuEventState(domain.vcpus.length);
     // Xen's toolstack reserves the monitor ring among the special pages past RAM.
     this.monitorRingPfn = domain.memory.pageCount;
@@ -108,19 +131,71 @@ export class MemAccessLayer implements PagingMode {
 
   attach(domain: Domain): void {
     this.inner.attach?.(domain);
+    if (this.shadow) this.shadow.accessGate = this;
   }
 
   detach(domain: Domain): void {
+    if (this.shadow && this.shadow.accessGate === this) this.shadow.accessGate = null;
     this.inner.detach?.(domain);
+  }
+
+  /**
+   * Sets gfn's access (p2m_set_mem_access for one gfn at 4K order); true if
+   * the gfn was mapped. In shadow mode a narrowing is remembered until
+   * `commitAccessChanges`.
+   */
+  setAccess(gfn: number, access: Access): boolean {
+    const p2m = this.domain.p2m;
+    const r = this.r;
+    const before = this.shadow !== null && p2m.lookup(gfn, r) ? accessPerms(r.access) : 0;
+    const ok = p2m.setAccess(gfn, access);
+    if (ok && this.shadow !== null && (before & ~accessPerms(access) & 7) !== 0) this.narrowed.push(gfn);
+    return ok;
+  }
+
+  /** Shadow mode: drops the shadow mappings of every gfn whose rights narrowed (no-op with HAP). */
+  commitAccessChanges(): void {
+    const sh = this.shadow;
+    if (sh === null || this.narrowed.length === 0) return;
+    if (this.narrowed.length > BLOW_AFTER_NARROWED) sh.blowTables();
+    else for (const gfn of this.narrowed) sh.removeAllMappings(gfn);
+    this.narrowed = [];
+  }
+
+  /** ShadowAccessGate: the shadow fault of vCPU v reached gfn needing `need` (PERM_R/W/X). */
+  check(v: Vcpu, gfn: number, gva: number, need: number): number {
+    const r = this.r;
+    if (!this.domain.p2m.lookup(gfn, r) || !mfnValid(r.type)) return GATE_ALLOW;
+    const c = this.accessCheck(v, gfn, gva & 0xfff, need, gva, false);
+    this.gateOutcome = c;
+    if (c === CHECK_NO_VIOLATION) return GATE_ALLOW;
+    return c === CHECK_ASYNC ? GATE_ASYNC : GATE_STOP;
   }
 
   handleExit(vcpu: Vcpu, exit: ExitInfo): ExitAction {
     const reason = exit.reason;
+    if (reason === ExitReason.ShadowPf && this.shadow !== null) {
+      // The shadow fault path consults the gate (check above) mid-fault.
+      this.gateOutcome = CHECK_NO_VIOLATION;
+      const action = this.inner.handleExit(vcpu, exit);
+      const c = this.gateOutcome;
+      this.gateOutcome = CHECK_NO_VIOLATION;
+      if (c === CHECK_NO_VIOLATION) return action;
+      return this.conclude(vcpu, c, () => action);
+    }
     if (exit.isRecalc || (reason !== ExitReason.EptViolation && reason !== ExitReason.Npf && reason !== ExitReason.Stage2Abort)) {
       return this.inner.handleExit(vcpu, exit);
     }
-    const c = this.check(vcpu, exit);
+    const c = this.hapCheck(vcpu, exit);
     if (c === CHECK_NO_VIOLATION) return this.inner.handleExit(vcpu, exit);
+    return this.conclude(vcpu, c, () => this.inner.handleExit(vcpu, exit));
+  }
+
+  /**
+   * After a violation: the vCPU's next step. Sync events pause it without type
+   * handling; an async one (n2rwx) lets type handling run (`typeHandling`), then sends.
+   */
+  private conclude(vcpu: Vcpu, c: number, typeHandling: () => ExitAction): ExitAction {
     if (c === CHECK_HANDLED) return 'retry';
     if (c === CHECK_CRASHED) return 'crash';
     const req = this.pending!;
@@ -133,7 +208,7 @@ export class MemAccessLayer implements PagingMode {
       return 'pause';
     }
     // Async (n2rwx): fall through to type handling in the same fault, then send the event.
-    let action = this.inner.handleExit(vcpu, exit);
+    let action = typeHandling();
     // hvm.c: a fault that fell through and that type handling did not claim is retried.
     if (action === 'crash' && !this.domain.crashed) action = 'retry';
     this.stats.asyncEvents++;
@@ -142,27 +217,36 @@ export class MemAccessLayer implements PagingMode {
     return action;
   }
 
-  /** The access check of hvm_hap_nested_page_fault plus p2m_mem_access_check. */
-  private check(vcpu: Vcpu, exit: ExitInfo): number {
+  /** The access check of hvm_hap_nested_page_fault, then p2m_mem_access_check. */
+  private hapCheck(vcpu: Vcpu, exit: ExitInfo): number {
     const p2m = this.domain.p2m;
     const gfn = exit.gfn;
     // A pending recalc is resolved by type handling first (resolve_misconfig / deferred changes).
     if (p2m.needsRecalc(gfn)) return CHECK_NO_VIOLATION;
+    if (!p2m.lookup(gfn, this.r) || !mfnValid(this.r.type)) return CHECK_NO_VIOLATION;
+    return this.accessCheck(vcpu, gfn, exit.gpa & 0xfff, this.npfecAccess(exit), this.glaValid(exit) ? exit.gva : -1, exit.isTableAccess);
+  }
+
+  /**
+   * Does the access (`npfec`: PERM_R/W/X) violate gfn's access, whose p2m
+   * entry `this.r` holds? If so, p2m_mem_access_check: promotions, no
+   * listener, or a request left in `pending`. gla −1: not valid.
+   */
+  private accessCheck(vcpu: Vcpu, gfn: number, offset: number, npfec: number, gla: number, inGpt: boolean): number {
+    const p2m = this.domain.p2m;
     const r = this.r;
-    if (!p2m.lookup(gfn, r) || !mfnValid(r.type)) return CHECK_NO_VIOLATION;
-    const npfec = this.npfecAccess(exit);
     const a = r.access;
     if ((npfec & ~accessPerms(a) & 7) === 0) return CHECK_NO_VIOLATION;
     this.stats.violations++;
     vcpu.chargeCycles(this.domain.costs.writeFaultHandling);
 
     if ((npfec & PERM_W) !== 0 && a === Access.RX2RW) {
-      p2m.setAccess(gfn, Access.RW);
+      this.setAccess(gfn, Access.RW);
       this.stats.rx2rwPromotions++;
       return CHECK_HANDLED;
     }
     if (a === Access.N2RWX) {
-      p2m.setAccess(gfn, Access.RWX);
+      this.setAccess(gfn, Access.RWX);
       this.stats.n2rwxPromotions++;
     }
     if (this.monitor === null) {
@@ -173,7 +257,7 @@ export class MemAccessLayer implements PagingMode {
         return CHECK_CRASHED;
       }
       p2m.lookup(gfn, r);
-      if (r.access !== Access.N2RWX && r.access !== Access.RWX) p2m.setAccess(gfn, Access.RWX);
+      if (r.access !== Access.N2RWX && r.access !== Access.RWX) this.setAccess(gfn, Access.RWX);
       this.stats.openedNoListener++;
       return CHECK_HANDLED;
     }
@@ -181,11 +265,10 @@ export class MemAccessLayer implements PagingMode {
     if ((npfec & PERM_R) !== 0) flags |= MEM_ACCESS_R;
     if ((npfec & PERM_W) !== 0) flags |= MEM_ACCESS_W;
     if ((npfec & PERM_X) !== 0) flags |= MEM_ACCESS_X;
-    const glaValid = this.glaValid(exit);
-    if (glaValid) flags |= MEM_ACCESS_GLA_VALID | (exit.isTableAccess ? MEM_ACCESS_FAULT_IN_GPT : MEM_ACCESS_FAULT_WITH_GLA);
+    if (gla >= 0) flags |= MEM_ACCESS_GLA_VALID | (inGpt ? MEM_ACCESS_FAULT_IN_GPT : MEM_ACCESS_FAULT_WITH_GLA);
     this.pending = {
       version: 0, flags: 0, reason: VM_EVENT_REASON_MEM_ACCESS, vcpuId: vcpu.id, altp2mIdx: 0,
-      memAccess: { gfn, offset: exit.gpa & 0xfff, gla: glaValid ? exit.gva : -1, flags },
+      memAccess: { gfn, offset, gla, flags },
     };
     return a === Access.N2RWX ? CHECK_ASYNC : CHECK_SYNC;
   }

@@ -6,7 +6,7 @@
  *
  * ```
  *  XENMEM_access_op (21) { op, access, domid, nr, pfn, pfn_list, access_list }
- *    checks: HAP (-EINVAL), monitor ring (-ENODEV)
+ *    checks: monitor ring (-ENODEV); HAP or shadow paging both work (Xen: HAP only, -EINVAL)
  *    set (0):       pfn == ~0 ⇒ default_access only; else pfn + nr − 1 ≤ max gpfn (-EINVAL),
  *                   each gfn rewritten at 4K keeping its type; preempt check every 64 gfns
  *    get (1):       pfn == ~0 ⇒ default_access; unmapped gfn ⇒ -ESRCH
@@ -21,6 +21,9 @@
  * yes every time, deterministically (Xen's depends on pending softirqs).
  * `accessOp` re-issues continuations until done, as the guest's hypercall
  * page does transparently.
+ *
+ * In shadow mode the shadows of gfns whose rights narrowed are dropped when
+ * the operation stops (done or preempted): MemAccessLayer.commitAccessChanges.
  *
  * Unmapped gfns in a set range are skipped: Xen writes a not-present entry
  * carrying the access, which a later populate overwrites with default_access,
@@ -105,7 +108,6 @@ export function memAccessMemop(layer: MemAccessLayer, cmd: number, mao: XenMemAc
   const preempt = opts.preempt ?? ALWAYS;
   if (opts.stats) opts.stats.hypercalls++;
   if (mao.domid !== layer.domain.id) return xenError(ESRCH, `no domain ${mao.domid}`);
-  if (!layer.hap) return xenError(EINVAL, `domain ${mao.domid} does not use HAP: mem_access needs hardware-assisted paging`);
   if (layer.monitor === null) return xenError(ENODEV, `domain ${mao.domid} has no vm_event monitor ring: enable the monitor first`);
   const p2m = layer.domain.p2m;
   switch (mao.op) {
@@ -122,10 +124,14 @@ export function memAccessMemop(layer: MemAccessLayer, cmd: number, mao: XenMemAc
         return { ok: true, done: true };
       }
       let start = startIter;
-      for (let gfn = mao.pfn + start; mao.nr > start; gfn++) {
-        if (p2m.setAccess(gfn, a) && opts.stats) opts.stats.gfnsSet++;
-        start++;
-        if (mao.nr > start && (start & MEMOP_CMD_MASK) === 0 && preempt()) return continuation(start, opts);
+      try {
+        for (let gfn = mao.pfn + start; mao.nr > start; gfn++) {
+          if (layer.setAccess(gfn, a) && opts.stats) opts.stats.gfnsSet++;
+          start++;
+          if (mao.nr > start && (start & MEMOP_CMD_MASK) === 0 && preempt()) return continuation(start, opts);
+        }
+      } finally {
+        layer.commitAccessChanges();
       }
       return { ok: true, done: true };
     }
@@ -134,12 +140,16 @@ export function memAccessMemop(layer: MemAccessLayer, cmd: number, mao: XenMemAc
       const accs = mao.accessList ?? [];
       if (pfns.length < mao.nr || accs.length < mao.nr) return xenError(EFAULT, `pfn_list/access_list hold fewer than nr = ${mao.nr} entries`);
       let start = startIter;
-      while (start < mao.nr) {
-        const a = toP2mAccess(layer, accs[start]!);
-        if (a === null) return xenError(EINVAL, `access_list[${start}] = ${accs[start]} is not a XENMEM_access_* value`);
-        if (p2m.setAccess(pfns[start]!, a) && opts.stats) opts.stats.gfnsSet++;
-        start++;
-        if (mao.nr > start && (start & MEMOP_CMD_MASK) === 0 && preempt()) return continuation(start, opts);
+      try {
+        while (start < mao.nr) {
+          const a = toP2mAccess(layer, accs[start]!);
+          if (a === null) return xenError(EINVAL, `access_list[${start}] = ${accs[start]} is not a XENMEM_access_* value`);
+          if (layer.setAccess(pfns[start]!, a) && opts.stats) opts.stats.gfnsSet++;
+          start++;
+          if (mao.nr > start && (start & MEMOP_CMD_MASK) === 0 && preempt()) return continuation(start, opts);
+        }
+      } finally {
+        layer.commitAccessChanges();
       }
       return { ok: true, done: true };
     }

@@ -118,7 +118,7 @@ export class ShadowMode implements DirtyMode {
 
   handleExit(vcpu: Vcpu, exit: ExitInfo): ExitAction {
     if (exit.reason !== ExitReason.ShadowPf) return 'crash';
-    let outcome: 'fixed' | 'guest' | 'skip';
+    let outcome: 'fixed' | 'guest' | 'skip' | 'access';
     try {
       outcome = this.shadow.fault(vcpu, exit.gva, exit.access);
     } catch (e) {
@@ -126,7 +126,8 @@ export class ShadowMode implements DirtyMode {
       return 'crash';
     }
     vcpu.chargeCycles(this.shadow.takeCycles());
-    if (outcome === 'fixed') return 'retry';
+    // 'access': mem_access took the fault (memaccess/mem-access-layer.ts says what the vCPU does next).
+    if (outcome === 'fixed' || outcome === 'access') return 'retry';
     if (outcome === 'skip') return 'skip';
     // Reflect the #PF to the guest's own handler.
     vcpu.stats[STAT_GUEST_PF]!++;

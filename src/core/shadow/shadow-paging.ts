@@ -29,7 +29,11 @@
  *  - guest D clear ⇒ RW cleared; read-only p2m types ⇒ RW cleared;
  *  - target is a shadowed page table not out of sync ⇒ RW cleared;
  *  - log-dirty: a write fetch marks the target dirty, otherwise RW is cleared
- *    unless the target is already dirty in the bitmap.
+ *    unless the target is already dirty in the bitmap;
+ *  - mem_access: the target's p2m access narrows the rights (no R ⇒ not
+ *    present, no W ⇒ RW cleared, no X ⇒ NX), so a violating access faults
+ *    here, where the access gate (mem_access, memaccess/) sees it once the
+ *    guest walk has said which gfn it reaches.
  *
  * Costs accumulate in `cycles` during an operation; the caller charges them.
  * Guest superpages (PS in a guest L2/L3) are not modelled (the guest OS model
@@ -42,9 +46,24 @@ import { PTE_A, PTE_D, PTE_HI_NX, PTE_P, PTE_PS, PTE_RW, PTE_US, pteGfn, pteHi, 
 import type { LogDirty } from '../logdirty/log-dirty.ts';
 import type { FramePool } from '../memory/frame-pool.ts';
 import { P2mLookup } from '../p2m/p2m.ts';
-import { P2M_DISCARD_WRITE_TYPES, P2M_RO_TYPES, P2mType, PERM_W, PERM_X, isType } from '../p2m/p2m-type.ts';
+import { P2M_DISCARD_WRITE_TYPES, P2M_RO_TYPES, P2mType, PERM_R, PERM_W, PERM_X, accessPerms, isType } from '../p2m/p2m-type.ts';
 import { OosSlots, SHADOW_OOS_FIXUPS, SHADOW_OOS_PAGES } from './oos.ts';
 import { SHADOW_ENTRIES, ShadowBacklinks, type ShadowPoolKind } from './shadow-pool.ts';
+
+/** What the mem_access gate decided about an access (MemAccessLayer implements it). */
+export const GATE_ALLOW = 0;
+/** Allowed now, the event goes out once the fault is fixed (n2rwx). */
+export const GATE_ASYNC = 1;
+/** Handled without fixing the fault (promotion, page opened, vCPU paused, domain crashed): retry. */
+export const GATE_STOP = 2;
+
+/**
+ * mem_access in shadow mode: consulted on every shadow fault whose guest walk
+ * succeeded, with the gfn reached and the rights needed (PERM_R/W/X).
+ */
+export interface ShadowAccessGate {
+  check(v: Vcpu, gfn: number, gva: number, need: number): number;
+}
 
 /** The pool ran dry and recycling could not help: Xen crashes the domain. */
 export class ShadowPoolExhaustedError extends Error {
@@ -162,6 +181,8 @@ export class ShadowPaging {
   private readonly cr3Gfn: number[];
   private needFlush = false;
   private readonly tmpLinks: number[] = [];
+  /** mem_access, when installed over this domain (null: every access allowed). */
+  accessGate: ShadowAccessGate | null = null;
   // Guest walk results (levels 4..1): table gfn, entry words.
   private readonly gwTable = new Float64Array(5);
   private readonly gwLo = new Uint32Array(5);
@@ -254,9 +275,10 @@ export class ShadowPaging {
    * sh_page_fault for a shadow #PF at gva (the CPU needed `need`, PERM_*).
    * Returns 'fixed' (retry; fault_count++), 'guest' (the guest walk failed:
    * the caller reflects a #PF with `guestErrorCode`), or 'skip' (a write to a
-   * discard-write type, emulated and dropped).
+   * discard-write type, emulated and dropped), or 'access' (the mem_access
+   * gate took the fault: the vCPU retries, or is paused, or the domain crashed).
    */
-  fault(v: Vcpu, gva: number, need: number): 'fixed' | 'guest' | 'skip' {
+  fault(v: Vcpu, gva: number, need: number): 'fixed' | 'guest' | 'skip' | 'access' {
     const costs = this.costs;
     this.cycles += costs.shadowFaultFixed;
     const write = (need & PERM_W) !== 0;
@@ -298,6 +320,11 @@ export class ShadowPaging {
       if (r.present) p2m.remove(gfn, 0);
       this.domain.memory.populate(gfn);
       this.cycles += costs.populate;
+    }
+    // 6. mem_access (the frame is valid now): a violation may end the fault here.
+    if (this.accessGate !== null && this.accessGate.check(v, gfn, gva, need & 7) === GATE_STOP) {
+      this.flushIfNeeded();
+      return 'access';
     }
     if (write) {
       p2m.lookup(gfn, r);
@@ -392,7 +419,13 @@ export class ShadowPaging {
       return;
     }
     const mfn = r.mfn;
+    const rights = accessPerms(r.access);
+    if ((rights & PERM_R) === 0) {
+      this.setEntry(sp, idx, 0, 0, 0);
+      return;
+    }
     let flags = gLo & LEAF_FLAGS;
+    if ((rights & PERM_W) === 0) flags &= ~PTE_RW;
     if ((gLo & PTE_D) === 0) flags &= ~PTE_RW;
     if (isType(P2M_RO_TYPES, r.type)) flags &= ~PTE_RW;
     if (!this.unpaged && this.shadowedAs.has(gfn) && !this.oosOwner.has(gfn)) flags &= ~PTE_RW;
@@ -405,7 +438,7 @@ export class ShadowPaging {
       }
     }
     this.m2p.set(mfn, gfn);
-    this.setEntry(sp, idx, pteLo(mfn, flags), pteHi(mfn, (gHi & PTE_HI_NX) !== 0), gfn);
+    this.setEntry(sp, idx, pteLo(mfn, flags), pteHi(mfn, (gHi & PTE_HI_NX) !== 0 || (rights & PERM_X) === 0), gfn);
     if ((flags & PTE_RW) !== 0 && this.oosOwner.has(gfn)) this.addFixup(gfn, sp, idx);
   }
 
@@ -616,6 +649,35 @@ export class ShadowPaging {
     }
   }
 
+  /**
+   * sh_remove_all_mappings: no shadow L1 entry maps gfn any more (mem_access
+   * narrowed its rights); the next access faults and propagates the new
+   * rights. The prealloc pool follows gfn's backlinks; Xen's pool scans every
+   * L1 shadow. TLBs are flushed if anything was removed.
+   */
+  removeAllMappings(gfn: number): void {
+    if (this.links !== null) {
+      for (const id of this.links.linksOf(gfn, this.tmpLinks)) {
+        this.setEntry(this.pages[Math.floor(id / SHADOW_ENTRIES)]!, id % SHADOW_ENTRIES, 0, 0, 0);
+        this.stats.backlinkSteps++;
+        this.cycles += this.costs.shadowBacklink;
+      }
+    } else {
+      for (const sp of this.hash.values()) {
+        if (sp.level !== 1 || sp.present === 0) continue;
+        const w = this.pool.wordsOf(sp.smfn);
+        const o = this.pool.wordOffset(sp.smfn);
+        for (let k = 0; k < SHADOW_ENTRIES; k++) {
+          const lo = w[o + 2 * k]!;
+          if ((lo & PTE_P) !== 0 && this.m2p.get(pteGfn(lo, w[o + 2 * k + 1]!)) === gfn) this.setEntry(sp, k, 0, 0, 0);
+        }
+        this.stats.scannedEntries += SHADOW_ENTRIES;
+        this.cycles += SHADOW_ENTRIES * this.costs.shadowScanPerEntry;
+      }
+    }
+    this.flushIfNeeded();
+  }
+
   private decWritable(gfn: number): void {
     const n = (this.writable.get(gfn) ?? 0) - 1;
     if (n <= 0) this.writable.delete(gfn);
@@ -682,7 +744,8 @@ export class ShadowPaging {
         if (og !== undefined) this.decWritable(og);
       }
       this.links?.unlink(sp.sid, idx);
-      if ((lo & PTE_P) === 0 || pteGfn(lo, hi) !== pteGfn(olo, ohi) || ((olo & PTE_RW) !== 0 && (lo & PTE_RW) === 0)) this.needFlush = true;
+      if ((lo & PTE_P) === 0 || pteGfn(lo, hi) !== pteGfn(olo, ohi) || ((olo & PTE_RW) !== 0 && (lo & PTE_RW) === 0) ||
+        ((ohi & PTE_HI_NX) === 0 && (hi & PTE_HI_NX) !== 0)) this.needFlush = true;
       sp.present--;
     }
     w[i] = lo >>> 0;
