@@ -8,6 +8,16 @@
  * Only pages in shared memories (allocHashable(n, true): guest frames) can
  * be handed over; `memoryId` says −1 for anything else and the caller hashes
  * those itself.
+ *
+ * Shared memory, who writes what (the one place it is written down):
+ *   guest memory   written by the owning thread only (the guest runs there);
+ *                  the helper reads it only inside `hash`, which the sender
+ *                  calls with the guest paused, so nothing changes under it.
+ *   locs           written by the caller before `hash`, then only read.
+ *   out            the helper writes out[outAt, outAt + 2·count); the caller
+ *                  writes only outside that range, and reads it only after
+ *                  the promise resolves (the worker's reply message orders it).
+ * No Atomics: the messages that start and end a job are the synchronisation.
  */
 export interface PageHashPool {
   /** The id under which the helper reads the memory `bytes` lies in; −1 if it cannot. */
