@@ -518,7 +518,7 @@ class Sender {
     const b = this.builder;
     const obs = this.deps.observer;
 
-    // One page: read into the batch, hash once, then ZERO / skip / PAGE.
+    // One page: seen in place (zero-copy) or read into the batch, hashed once, then ZERO / skip / PAGE.
     // Synchronous (no promise per page); returns true when the batch is full.
     const zeroCopy = this.zeroCopy;
     const view = this.view;
