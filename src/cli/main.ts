@@ -38,7 +38,8 @@ function traceLikeOptions(c: Command): Command {
     .option('--ring-entries <n>', 'kvm-ring: entries per vCPU ring')
     .option('--shadow-pool <kind>', "shadow: xen (Xen's pool, pin/LRU recycling) or prealloc (XI-style, backlinks)")
     .option('--shadow-pool-pages <n>', "shadow: pool size in 4 KiB pages (default libxl's; Xen raises it to its minimum)")
-    .option('--json', 'print one JSON object');
+    .option('--json', 'print one JSON object')
+    .option('--report <file.html>', 'also write a self-contained HTML report (charts per round, or per mode for compare)');
 }
 
 program
@@ -91,8 +92,7 @@ traceLikeOptions(
     .option('--tls', 'connect with TLS')
     .option('--tls-ca <file>', 'CA certificate that signed the receiver\'s certificate')
     .option('--insecure', 'with --tls: accept a self-signed receiver certificate without checking it')
-    .option('--token <secret>', 'shared token the receiver requires')
-    .option('--report <file.html>', 'write a self-contained HTML report of the run'),
+    .option('--token <secret>', 'shared token the receiver requires'),
 ).action(async (opts) => (await import('./commands/migrate.ts')).migrateCommand(opts));
 
 program

@@ -6,7 +6,7 @@
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
@@ -82,6 +82,24 @@ describe('memvisor CLI contract', { timeout: 300_000 }, () => {
     assert.equal(a.rounds[0].dirty, 2);
     const b = JSON.parse(cli(['trace', '-', '--mode', 'kvm-ring', '--json'], ' S 10000000,8\n').stdout);
     assert.equal(b.rounds[0].dirty, 1);
+  });
+
+  it('trace and compare --report write a self-contained HTML report; an unwritable path fails before any work', () => {
+    const tr = join(dir, 'trace.html');
+    const r = cli(['trace', small, '--mode', 'ept-pml', '--clean-every', '4', '--report', tr, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const rounds = JSON.parse(r.stdout).rounds.length;
+    const html = readFileSync(tr, 'utf8');
+    assert.match(html, /^<!doctype html>/);
+    assert.equal((html.match(/<title>dirty, round \d+: /g) ?? []).length, rounds, 'one bar per round');
+    const cmp = join(dir, 'compare.html');
+    const c = cli(['compare', small, '--modes', 'ept-wp,kvm-ring', '--report', cmp]);
+    assert.equal(c.code, 0, c.stderr);
+    assert.match(readFileSync(cmp, 'utf8'), /<title>tracking, mode kvm-ring: /);
+    const bad = cli(['compare', small, '--modes', 'ept-wp', '--report', dir]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /^memvisor: --report: cannot write '.*': EISDIR\n$/);
+    assert.equal(bad.stdout, '', 'nothing ran');
   });
 
   it('bad input: unknown mode, bad size, missing file — one line each, non-zero exit', () => {

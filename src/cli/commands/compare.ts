@@ -16,7 +16,9 @@ import { STAT_CYCLES } from '../../core/mmu/mmu-stats.ts';
 import { UsageError } from '../errors.ts';
 import { intFlag, parseGuestFlags } from '../options.ts';
 import { Progress, renderTable } from '../output.ts';
+import { claimReportFile, writeReportFile } from '../report-file.ts';
 import { openSource, requireRecords } from '../source.ts';
+import type { CompareReportResult } from '../../adapters/report/trace-report.ts';
 import { traceOnce, type TraceFlags, type TraceRun } from './trace.ts';
 
 export interface CompareFlags extends TraceFlags {
@@ -47,6 +49,7 @@ export async function compareCommand(file: string, f: CompareFlags): Promise<voi
   const trace = file === '' ? undefined : file;
   // Every mode (and each format's baseline) reads the trace again from the start; stdin can be read once.
   if (trace === '-') throw new UsageError('compare reads the trace once per mode, so it needs a file, not - (stdin)');
+  claimReportFile(f.report);
   const progress = new Progress(!f.json);
   const baselines = new Map<string, number>();
   const runs: { row: string; run: TraceRun; baseline: number }[] = [];
@@ -76,10 +79,19 @@ export async function compareCommand(file: string, f: CompareFlags): Promise<voi
       tracking_bytes: run.totals.tracking_bytes,
     })),
   };
-  if (f.json) {
+  printCompare(result, f.json === true);
+  if (f.report !== undefined) {
+    const { renderCompareReport } = await import('../../adapters/report/trace-report.ts');
+    writeReportFile(f.report, renderCompareReport(result));
+  }
+}
+
+function printCompare(result: CompareReportResult, json: boolean): void {
+  if (json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
+  const records = result.records;
   const reasons = [...new Set(result.modes.flatMap((m) => Object.keys(m.exits)))].sort();
   process.stdout.write(`${result.source}: ${records} records, CLEAN every ${result.clean_every}\n`);
   process.stdout.write(

@@ -6,7 +6,6 @@
  * rounds, driven by the mode's log-dirty operations and the stop policy,
  * move its memory; the destination verifies the final digest.
  */
-import { writeFileSync } from 'node:fs';
 import { createPolicy, POLICY_NAMES } from '../../core/migration/policy/registry.ts';
 import { linkModel } from '../../core/migration/link-model.ts';
 import type { MigrationResult, RoundStats } from '../../core/migration/sender.ts';
@@ -20,6 +19,7 @@ import { LackeyReader } from '../../adapters/lackey-reader.ts';
 import { migrateTo } from '../../adapters/migration/migrate-to.ts';
 import { spawnReceiver, type SpawnedReceiver } from '../../adapters/migration/spawn-receiver.ts';
 import { UsageError } from '../errors.ts';
+import { claimReportFile, writeReportFile } from '../report-file.ts';
 import { requireRecords } from '../source.ts';
 import { choiceFlag, fileFlag, intFlag, modeFlag, numberFlag, sizeFlag, workloadFlag } from '../options.ts';
 import { Progress, renderTable } from '../output.ts';
@@ -79,6 +79,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   if (f.tls && target === null) throw new UsageError('--tls needs --to host:port: the receiver migrate starts on loopback listens without TLS');
   if (!f.tls && (f.tlsCa !== undefined || f.insecure)) throw new UsageError('--tls-ca and --insecure only apply with --tls');
   const tlsCa = f.tlsCa === undefined ? undefined : fileFlag('--tls-ca', f.tlsCa);
+  claimReportFile(f.report);
   const progress = new Progress(!f.json);
 
   // The source guest: memory populated up front and filled, the workload ready.
@@ -163,14 +164,6 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
     bandwidth_mib_s: result.bandwidth_mib_s,
     guest_accesses: source.accessesRun,
   };
-  if (f.report !== undefined) {
-    const { renderReport } = await import('../../adapters/migration/report-html.ts');
-    try {
-      writeFileSync(f.report, renderReport(result, { mode, workload: workloadName, dirtyRate, memBytes }));
-    } catch (e) {
-      throw new UsageError(`--report: cannot write '${f.report}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-  }
   if (f.json) {
     process.stdout.write(`${JSON.stringify(out)}\n`);
   } else {
@@ -188,6 +181,10 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
         ...(f.report !== undefined ? [['report', f.report]] : []),
       ])}\n`,
     );
+  }
+  if (f.report !== undefined) {
+    const { renderReport } = await import('../../adapters/migration/report-html.ts');
+    writeReportFile(f.report, renderReport(result, { mode, workload: workloadName, dirtyRate, memBytes }));
   }
   if (!result.verified) process.exitCode = 1;
 }

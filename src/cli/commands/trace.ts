@@ -9,6 +9,7 @@ import { replay, totalsOf, type Round } from '../../core/runner/replay.ts';
 import { UsageError } from '../errors.ts';
 import { choiceFlag, intFlag, modeFlag, parseGuestFlags } from '../options.ts';
 import { Progress, renderTable } from '../output.ts';
+import { claimReportFile, writeReportFile } from '../report-file.ts';
 import { openSource, requireRecords } from '../source.ts';
 
 export interface TraceFlags {
@@ -29,6 +30,7 @@ export interface TraceFlags {
   shadowPool?: string;
   shadowPoolPages?: string;
   json?: boolean;
+  report?: string;
 }
 
 export function modeOptionsFrom(f: TraceFlags): ModeOptions {
@@ -82,8 +84,18 @@ export async function traceOnce(file: string | undefined, f: TraceFlags, mode: s
 export async function traceCommand(file: string, f: TraceFlags): Promise<void> {
   const mode = modeFlag(f.mode, 'ept-wp');
   if (f.mode === undefined) throw new UsageError('--mode is required (one of: ept-wp, ept-pml, npt-wp, arm-wp, kvm-bitmap, kvm-ring, shadow)');
-  const run = await traceOnce(file === '' ? undefined : file, f, mode, new Progress(!f.json));
-  if (f.json) {
+  claimReportFile(f.report);
+  const trace = file === '' ? undefined : file;
+  const run = await traceOnce(trace, f, mode, new Progress(!f.json));
+  printTrace(run, mode, f.json === true);
+  if (f.report !== undefined) {
+    const { renderTraceReport } = await import('../../adapters/report/trace-report.ts');
+    writeReportFile(f.report, renderTraceReport(run, { source: trace ?? `workload ${f.workload}`, cleanEvery: intFlag('--clean-every', f.cleanEvery, 100_000) }));
+  }
+}
+
+function printTrace(run: TraceRun, mode: string, json: boolean): void {
+  if (json) {
     process.stdout.write(`${JSON.stringify(run)}\n`);
     return;
   }
