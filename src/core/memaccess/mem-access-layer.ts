@@ -21,9 +21,12 @@
  *  recalc exits, PML-full ─► inner mode unchanged
  *
  *  shadow mode (PV-style guests): no hardware second stage to fault, so the
- *  shadow fault path asks this layer (ShadowAccessGate) once its guest walk
- *  has found the gfn; the shadows carry the access rights (shadow-paging.ts),
- *  so a violating access always faults there. Same check, same events.
+ *  shadow fault path asks this layer (ShadowAccessGate) for each guest
+ *  page-table read and A/D write of its guest walk (FAULT_IN_GPT, as the
+ *  hardware walker's under HAP) and for the gfn the access reaches; the
+ *  shadows carry the access rights (shadow-paging.ts), so a violating access
+ *  always faults there. Same check, same events; n2rwx events go out from
+ *  inside the fault, which goes on.
  * ```
  * Access flags in the request are the hardware's (npfec): on VMX a write sets
  * the read bit too (EPT qualification bit 0 with bit 1), on SVM every data
@@ -98,8 +101,10 @@ export class MemAccessLayer implements PagingMode, ShadowAccessGate {
   readonly hap: boolean;
   /** The shadow paging of a shadow-mode domain (null with HAP). */
   private readonly shadow: ShadowPaging | null;
-  /** What the shadow gate decided during the fault being handled. */
+  /** What stopped the shadow fault being handled (CHECK_NO_VIOLATION: nothing did). */
   private gateOutcome = CHECK_NO_VIOLATION;
+  /** The shadow fault being handled sent an async (n2rwx) event. */
+  private gateAsync = false;
   /** gfns whose rights narrowed since the last commitAccessChanges (shadow mode). */
   private narrowed: number[] = [];
   readonly vcpuState: VcpuEventState;
@@ -162,14 +167,30 @@ export class MemAccessLayer implements PagingMode, ShadowAccessGate {
     this.narrowed = [];
   }
 
-  /** ShadowAccessGate: the shadow fault of vCPU v reached gfn needing `need` (PERM_R/W/X). */
-  check(v: Vcpu, gfn: number, gva: number, need: number): number {
+  /**
+   * ShadowAccessGate: the shadow fault of vCPU v touches gfn needing `need`
+   * (PERM_R/W/X) — its data page, or (`gptOffset` ≥ 0) a guest page-table
+   * entry the guest walk reads or sets A/D in, as the hardware walker would
+   * under HAP. An x86 PTE cannot map a page present but unreadable, so in
+   * shadow mode access types without R (x, w, wx) forbid everything: any
+   * access is a violation the listener hears about.
+   */
+  check(v: Vcpu, gfn: number, gva: number, need: number, gptOffset = -1): number {
     const r = this.r;
     if (!this.domain.p2m.lookup(gfn, r) || !mfnValid(r.type)) return GATE_ALLOW;
-    const c = this.accessCheck(v, gfn, gva & 0xfff, need, gva, false);
-    this.gateOutcome = c;
+    const inGpt = gptOffset >= 0;
+    const c = this.accessCheck(v, gfn, inGpt ? gptOffset : gva & 0xfff, need, gva, inGpt, x86Rights(r.access));
     if (c === CHECK_NO_VIOLATION) return GATE_ALLOW;
-    return c === CHECK_ASYNC ? GATE_ASYNC : GATE_STOP;
+    if (c === CHECK_ASYNC) {
+      // n2rwx: the page is open now; the event goes out without stopping the fault.
+      this.stats.asyncEvents++;
+      this.monitor!.trap(v, false, this.pending!);
+      this.pending = null;
+      this.gateAsync = true;
+      return GATE_ASYNC;
+    }
+    this.gateOutcome = c;
+    return GATE_STOP;
   }
 
   handleExit(vcpu: Vcpu, exit: ExitInfo): ExitAction {
@@ -177,11 +198,13 @@ export class MemAccessLayer implements PagingMode, ShadowAccessGate {
     if (reason === ExitReason.ShadowPf && this.shadow !== null) {
       // The shadow fault path consults the gate (check above) mid-fault.
       this.gateOutcome = CHECK_NO_VIOLATION;
+      this.gateAsync = false;
       const action = this.inner.handleExit(vcpu, exit);
       const c = this.gateOutcome;
       this.gateOutcome = CHECK_NO_VIOLATION;
-      if (c === CHECK_NO_VIOLATION) return action;
-      return this.conclude(vcpu, c, () => action);
+      if (c !== CHECK_NO_VIOLATION) return this.conclude(vcpu, c, () => action);
+      // An async event may have found the ring nearly full and throttled the vCPU.
+      return this.gateAsync && action === 'retry' && vcpu.pauseCount > 0 ? 'pause' : action;
     }
     if (exit.isRecalc || (reason !== ExitReason.EptViolation && reason !== ExitReason.Npf && reason !== ExitReason.Stage2Abort)) {
       return this.inner.handleExit(vcpu, exit);
@@ -224,24 +247,29 @@ export class MemAccessLayer implements PagingMode, ShadowAccessGate {
     // A pending recalc is resolved by type handling first (resolve_misconfig / deferred changes).
     if (p2m.needsRecalc(gfn)) return CHECK_NO_VIOLATION;
     if (!p2m.lookup(gfn, this.r) || !mfnValid(this.r.type)) return CHECK_NO_VIOLATION;
-    return this.accessCheck(vcpu, gfn, exit.gpa & 0xfff, this.npfecAccess(exit), this.glaValid(exit) ? exit.gva : -1, exit.isTableAccess);
+    // NPT entries are x86 PTEs too: an access type without R is mapped not present (formats/npt.ts).
+    const perms = this.domain.format.name === 'npt' ? x86Rights(this.r.access) : accessPerms(this.r.access);
+    return this.accessCheck(vcpu, gfn, exit.gpa & 0xfff, this.npfecAccess(exit), this.glaValid(exit) ? exit.gva : -1, exit.isTableAccess, perms);
   }
 
   /**
-   * Does the access (`npfec`: PERM_R/W/X) violate gfn's access, whose p2m
-   * entry `this.r` holds? If so, p2m_mem_access_check: promotions, no
-   * listener, or a request left in `pending`. gla −1: not valid.
+   * Does the access (`npfec`: PERM_R/W/X) exceed `perms`, the rights of
+   * gfn's access (whose p2m entry `this.r` holds)? If so,
+   * p2m_mem_access_check: promotions, no listener, or a request left in
+   * `pending`. gla −1: not valid.
    */
-  private accessCheck(vcpu: Vcpu, gfn: number, offset: number, npfec: number, gla: number, inGpt: boolean): number {
+  private accessCheck(vcpu: Vcpu, gfn: number, offset: number, npfec: number, gla: number, inGpt: boolean, perms: number): number {
     const p2m = this.domain.p2m;
     const r = this.r;
     const a = r.access;
-    if ((npfec & ~accessPerms(a) & 7) === 0) return CHECK_NO_VIOLATION;
+    if ((npfec & ~perms & 7) === 0) return CHECK_NO_VIOLATION;
     this.stats.violations++;
     vcpu.chargeCycles(this.domain.costs.writeFaultHandling);
 
     if ((npfec & PERM_W) !== 0 && a === Access.RX2RW) {
       this.setAccess(gfn, Access.RW);
+      // rw drops X: shadow mode unmaps the gfn now, or an alias could still fetch from it.
+      this.commitAccessChanges();
       this.stats.rx2rwPromotions++;
       return CHECK_HANDLED;
     }
@@ -295,6 +323,15 @@ export class MemAccessLayer implements PagingMode, ShadowAccessGate {
     if (fmt === 'npt') return false;
     return exit.gva >= 0;
   }
+}
+
+/**
+ * The rights an access type leaves where the mapping is an x86 PTE (NPT,
+ * shadow): no "present but unreadable", so x, w and wx allow nothing.
+ */
+function x86Rights(a: Access): number {
+  const p = accessPerms(a);
+  return (p & PERM_R) !== 0 ? p : 0;
 }
 
 /** Whether a type has a frame behind it (mfn_valid in the fault path). */

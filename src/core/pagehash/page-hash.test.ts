@@ -58,3 +58,11 @@ test('swapping two stripes of a block, or two blocks, changes the hash', () => {
   hashPage(blocks, 0, got, 0);
   assert.notDeepEqual([...got], [...ref], 'blocks 0 and 1');
 });
+
+test('a view too short for a whole page at that offset is refused, not hashed from stale bytes', () => {
+  const out = new Uint32Array(2);
+  hashPage(new Uint8Array(4096).fill(7), 0, out, 0);
+  assert.throws(() => hashPage(new Uint8Array(100).fill(7), 0, out, 0), RangeError);
+  assert.throws(() => hashPage(allocHashable(8192), 4097, out, 0), RangeError);
+  assert.throws(() => hashPage(new Uint8Array(8192), -1, out, 0), RangeError);
+});

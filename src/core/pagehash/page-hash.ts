@@ -163,6 +163,10 @@ export function hashesInPlace(bytes: Uint8Array): boolean {
  * is what runs where WebAssembly SIMD is missing).
  */
 export function hashPage(bytes: Uint8Array, byteOffset: number, out: Uint32Array, outIndex: number): number {
+  // The kernel reads raw memory and subarray clamps: a short page would hash stale bytes, not fail.
+  if (!(byteOffset >= 0 && byteOffset + PAGE_BYTES <= bytes.length)) {
+    throw new RangeError(`hashPage: no whole 4096-byte page at offset ${byteOffset} of a ${bytes.length}-byte view`);
+  }
   const buf = bytes.buffer;
   let k = buf === lastBuffer ? lastKernel : kernels.get(buf);
   let at = bytes.byteOffset + byteOffset;

@@ -58,12 +58,20 @@ export const GATE_ASYNC = 1;
 export const GATE_STOP = 2;
 
 /**
- * mem_access in shadow mode: consulted on every shadow fault whose guest walk
- * succeeded, with the gfn reached and the rights needed (PERM_R/W/X).
+ * mem_access in shadow mode: consulted on every shadow fault for the guest
+ * page tables the guest walk reads (R) and sets A/D in (W), with
+ * `gptOffset` the entry's byte offset in its page, as the hardware walker's
+ * accesses are checked under HAP; then for the gfn the access reaches, with
+ * the rights it needs (PERM_R/W/X).
  */
 export interface ShadowAccessGate {
-  check(v: Vcpu, gfn: number, gva: number, need: number): number;
+  check(v: Vcpu, gfn: number, gva: number, need: number, gptOffset?: number): number;
 }
+
+/** guestWalk outcomes. */
+const WALK_OK = 0;
+const WALK_GUEST_FAULT = 1;
+const WALK_ACCESS = 2;
 
 /** The pool ran dry and recycling could not help: Xen crashes the domain. */
 export class ShadowPoolExhaustedError extends Error {
@@ -285,9 +293,16 @@ export class ShadowPaging {
     // 1. Walk the guest's tables (or the implicit identity map).
     if (this.unpaged) {
       this.gwLeafGfn = Math.floor(gva / 4096);
-    } else if (!this.guestWalk(v, gva, need)) {
-      this.stats.reflected++;
-      return 'guest';
+    } else {
+      const walk = this.guestWalk(v, gva, need);
+      if (walk === WALK_ACCESS) {
+        this.flushIfNeeded();
+        return 'access';
+      }
+      if (walk === WALK_GUEST_FAULT) {
+        this.stats.reflected++;
+        return 'guest';
+      }
     }
     const gfn = this.gwLeafGfn;
     if (gfn >= this.domain.memory.pageCount) throw new ShadowUnsupportedError(`gfn 0x${gfn.toString(16)} (gva 0x${gva.toString(16)}) is outside guest memory`);
@@ -352,9 +367,11 @@ export class ShadowPaging {
   /**
    * guest_walk_tables through the p2m: fills gw*; sets A (and D on a write
    * leaf) in the guest entries once the walk succeeds, marking each table
-   * page so written dirty, as Xen does. Returns false on a guest fault.
+   * page so written dirty, as Xen does. Returns WALK_GUEST_FAULT on a guest
+   * fault, WALK_ACCESS when mem_access stopped it at a table page.
    */
-  private guestWalk(v: Vcpu, gva: number, need: number): boolean {
+  private guestWalk(v: Vcpu, gva: number, need: number): number {
+    const gate = this.accessGate;
     const pool = this.pool;
     const r = this.r;
     const p2m = this.domain.p2m;
@@ -366,8 +383,9 @@ export class ShadowPaging {
     for (let level = 4; level >= 1; level--) {
       if (!p2m.lookup(table, r)) {
         this.gwCode = code;
-        return false;
+        return WALK_GUEST_FAULT;
       }
+      if (gate !== null && gate.check(v, table, gva, PERM_R, 8 * index(gva, level)) === GATE_STOP) return WALK_ACCESS;
       const words = pool.wordsOf(r.mfn);
       const i = pool.wordOffset(r.mfn) + 2 * index(gva, level);
       const lo = words[i]!;
@@ -375,7 +393,7 @@ export class ShadowPaging {
       this.cycles += this.costs.walkRef;
       if ((lo & PTE_P) === 0) {
         this.gwCode = code;
-        return false;
+        return WALK_GUEST_FAULT;
       }
       if (level > 1 && (lo & PTE_PS) !== 0) throw new ShadowUnsupportedError(`guest superpage at level ${level} (gva 0x${gva.toString(16)}): fl1 shadows of guest superpages are not modelled`);
       if ((lo & PTE_RW) === 0) w = false;
@@ -387,7 +405,7 @@ export class ShadowPaging {
     }
     if ((write && !w) || ((need & PERM_X) !== 0 && !x)) {
       this.gwCode = code | 1;
-      return false;
+      return WALK_GUEST_FAULT;
     }
     this.gwLeafGfn = table;
     for (let level = 4; level >= 1; level--) {
@@ -395,6 +413,7 @@ export class ShadowPaging {
       const set = PTE_A | (level === 1 && write ? PTE_D : 0);
       if ((lo & set) === set) continue;
       const tgfn = this.gwTable[level]!;
+      if (gate !== null && gate.check(v, tgfn, gva, PERM_W, 8 * index(gva, level)) === GATE_STOP) return WALK_ACCESS;
       p2m.lookup(tgfn, r);
       const nlo = (lo | set) >>> 0;
       pool.wordsOf(r.mfn)[pool.wordOffset(r.mfn) + 2 * index(gva, level)] = nlo;
@@ -402,7 +421,7 @@ export class ShadowPaging {
       this.ld.markPfnDirty(tgfn);
       this.cycles += this.costs.logdirtyMark;
     }
-    return true;
+    return WALK_OK;
   }
 
   // ---------------------------------------------------------------- propagation
