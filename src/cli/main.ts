@@ -103,6 +103,7 @@ program
   .option('--tls-key <file>', 'TLS private key')
   .option('--token <secret>', 'require this shared token from the sender')
   .option('--once', 'exit after one migration (verified or not)')
+  .option('--prealloc <size>', 'allocate and touch this much destination memory before listening (a guest up to that size then migrates with no page faults in the stream)')
   .option('--json', 'print one JSON object per event')
   .action(async (opts) => (await import('./commands/receive.ts')).receiveCommand(opts));
 

@@ -60,7 +60,7 @@ const SMALL = ['--mem', '8M', '--workload', 'hotspot', '--dirty-rate', '5000', '
 
 describe('receive and migrate --to, as two CLI processes', { timeout: 240_000 }, () => {
   it('a wrong token is refused with one line on the sender; the right one then verifies', async () => {
-    const rx = await startReceiver(['--token', 's3cret']);
+    const rx = await startReceiver(['--token', 's3cret', '--prealloc', '64M']); // destination memory built up front
     const bad = await run(['migrate', '--to', `127.0.0.1:${rx.port}`, '--token', 'nope', ...SMALL]);
     assert.notEqual(bad.code, 0);
     assert.equal(bad.stderr.trim().split('\n').filter((l) => l.startsWith('memvisor:')).length, 1, bad.stderr);
