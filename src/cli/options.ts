@@ -49,6 +49,48 @@ export function sizeFlag(flag: string, text: string | undefined, dflt: number): 
   return bytes;
 }
 
+/** Guest-physical space a 4-level p2m maps (48-bit gpa: P2M_MAX_GFN + 1 frames). */
+const MAX_GUEST_BYTES = 2 ** 48;
+/** Synthetic workloads draw page indices below 2^32 (workload/synthetic-base.ts). */
+const MAX_SYNTHETIC_BYTES = 2 ** 32 * 4096;
+
+function formatSize(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let i = 0;
+  let v = bytes;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${Number(v.toFixed(1))} ${units[i]}`;
+}
+
+export interface MemLimits {
+  /** A synthetic workload drives the guest (page indices below 2^32). */
+  readonly synthetic: boolean;
+  /** Every page is populated on this host: the memory that needs (bytes), and why. */
+  readonly populated?: { readonly hostBytes: number; readonly copies: number; readonly why: string };
+}
+
+/**
+ * `--mem`: a size the engine can hold — within the 48-bit guest-physical
+ * space, within a synthetic workload's 2^32 pages, and, for a guest populated
+ * up front, within the host's memory.
+ */
+export function memFlag(text: string | undefined, dflt: number, limits: MemLimits): number {
+  const bytes = sizeFlag('--mem', text, dflt);
+  const shown = text ?? formatSize(bytes);
+  if (bytes > MAX_GUEST_BYTES) throw new UsageError(`--mem: ${shown} is more than the 256 TiB a 4-level p2m maps (48-bit guest-physical addresses)`);
+  if (limits.synthetic && bytes > MAX_SYNTHETIC_BYTES) {
+    throw new UsageError(`--mem: ${shown} is more than the 16 TiB a synthetic workload addresses (2^32 pages); a trace may use up to 256 TiB`);
+  }
+  const p = limits.populated;
+  if (p !== undefined && bytes * p.copies > p.hostBytes) {
+    throw new UsageError(`--mem: ${shown} does not fit this machine's ${formatSize(p.hostBytes)} of memory: ${p.why}`);
+  }
+  return bytes;
+}
+
 export function modeFlag(text: string | undefined, dflt: string): string {
   return choiceFlag('--mode', text, MODE_NAMES, dflt as (typeof MODE_NAMES)[number]);
 }
@@ -84,7 +126,7 @@ export interface GuestFlagText {
 export function parseGuestFlags(f: GuestFlagText, isTrace: boolean): GuestFlagValues {
   const addressing = choiceFlag('--addressing', f.addressing, ['identity', 'paged'] as const, 'identity');
   return {
-    memBytes: sizeFlag('--mem', f.mem, isTrace && addressing === 'identity' ? 1024 ** 4 : 1024 ** 3),
+    memBytes: memFlag(f.mem, isTrace && addressing === 'identity' ? 1024 ** 4 : 1024 ** 3, { synthetic: !isTrace }),
     vcpus: intFlag('--vcpus', f.vcpus, 1, 1, 256),
     addressing,
     pageSize: choiceFlag('--page-size', f.pageSize, ['4k', '2m'] as const, '4k'),

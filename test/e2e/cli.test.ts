@@ -106,6 +106,9 @@ describe('memvisor CLI contract', { timeout: 300_000 }, () => {
     const cases = [
       { args: ['trace', small, '--mode', 'bogus'], re: /unknown value 'bogus'/ },
       { args: ['run', '--workload', 'uniform', '--mem', '12X'], re: /--mem: cannot parse size '12X'/ },
+      { args: ['run', '--workload', 'uniform', '--mem', '2P'], re: /^memvisor: --mem: 2P is more than the 256 TiB a 4-level p2m maps/m },
+      { args: ['trace', '--workload', 'uniform', '--mode', 'ept-wp', '--mem', '32T'], re: /^memvisor: --mem: 32T is more than the 16 TiB a synthetic workload addresses/m },
+      { args: ['migrate', '--mem', '8T'], re: /^memvisor: --mem: 8T does not fit this machine's [\d.]+ GiB of memory: migrate fills every page/m },
       { args: ['trace', join(dir, 'nope.lackey'), '--mode', 'ept-wp'], re: /nope\.lackey.*no such file/ },
       { args: ['trace', small, '--mode', 'ept-wp', '--mem', '64M'], re: /small\.lackey:\d+: .*guest/ },
       { args: ['migrate', '--tls', '--mem', '8M'], re: /--tls needs --to/ },

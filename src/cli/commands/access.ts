@@ -11,6 +11,7 @@
  * range), and every page populated later takes default_access. With --dirty-mode the
  * named dirty-tracking mode runs under the mem_access layer with log-dirty on.
  */
+import { totalmem } from 'node:os';
 import {
   MemAccessLayer, RING_SIZE, VM_EVENT_ENTRY_BYTES, XEN_ACCESS_MODES, XenAccess, runAccessSession,
 } from '../../core/memaccess/index.ts';
@@ -19,7 +20,7 @@ import { ACCESS_NAMES } from '../../core/p2m/p2m-type.ts';
 import { createGuest } from '../../core/runner/guest.ts';
 import { EXIT_REASON_COUNT, EXIT_REASON_NAMES } from '../../core/vm-exit.ts';
 import { UsageError } from '../errors.ts';
-import { choiceFlag, intFlag, modeFlag, sizeFlag } from '../options.ts';
+import { choiceFlag, intFlag, memFlag, modeFlag } from '../options.ts';
 import { Progress, renderTable } from '../output.ts';
 import { openSource, requireRecords } from '../source.ts';
 
@@ -49,8 +50,11 @@ export async function accessCommand(f: AccessFlags): Promise<void> {
   const addressing = choiceFlag('--addressing', f.addressing, ['identity', 'paged'] as const, 'identity');
   // A trace under identity addressing needs the whole range its addresses span: sparse, populated on first touch.
   const sparse = isTrace && addressing === 'identity';
-  const memBytes = sizeFlag('--mem', f.mem, sparse ? 1024 ** 4 : 64 * 1024 * 1024);
   const populate = choiceFlag('--populate', f.populate, ['up-front', 'on-demand'] as const, sparse ? 'on-demand' : 'up-front');
+  const memBytes = memFlag(f.mem, sparse ? 1024 ** 4 : 64 * 1024 * 1024, {
+    synthetic: !isTrace,
+    ...(populate === 'up-front' ? { populated: { hostBytes: totalmem(), copies: 1, why: '--populate up-front allocates every page (use --populate on-demand)' } } : {}),
+  });
   const vcpus = intFlag('--vcpus', f.vcpus, 1, 1, 256);
   const count = intFlag('--count', f.count, 100_000);
   const seed = intFlag('--seed', f.seed, 1, 0);

@@ -6,6 +6,7 @@
  * rounds, driven by the mode's log-dirty operations and the stop policy,
  * move its memory; the destination verifies the final digest.
  */
+import { totalmem } from 'node:os';
 import { createPolicy, POLICY_NAMES } from '../../core/migration/policy/registry.ts';
 import { linkModel } from '../../core/migration/link-model.ts';
 import type { MigrationResult, RoundStats } from '../../core/migration/sender.ts';
@@ -21,7 +22,7 @@ import { spawnReceiver, type SpawnedReceiver } from '../../adapters/migration/sp
 import { UsageError } from '../errors.ts';
 import { claimReportFile, writeReportFile } from '../report-file.ts';
 import { requireRecords } from '../source.ts';
-import { choiceFlag, fileFlag, intFlag, modeFlag, numberFlag, sizeFlag, workloadFlag } from '../options.ts';
+import { choiceFlag, fileFlag, intFlag, memFlag, modeFlag, numberFlag, workloadFlag } from '../options.ts';
 import { Progress, renderTable } from '../output.ts';
 import { parseHostPort } from '../parse-size.ts';
 import { modeOptionsFrom, type TraceFlags } from './trace.ts';
@@ -62,7 +63,11 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   if (traced && f.trace !== '-') requireRecords(f.trace, await firstBatchRecords(f.trace!));
   const workloadName = traced ? `trace ${f.trace}` : workloadFlag(f.workload ?? 'hotspot');
   // A trace's addresses are guest-virtual: the guest OS model maps them into a compact guest.
-  const memBytes = sizeFlag('--mem', f.mem, traced ? 64 * 1048576 : GiB);
+  // The source guest is populated and filled up front; without --to the receiver on this host holds a second copy.
+  const memBytes = memFlag(f.mem, traced ? 64 * 1048576 : GiB, {
+    synthetic: !traced,
+    populated: { hostBytes: totalmem(), copies: f.to === undefined ? 2 : 1, why: f.to === undefined ? 'migrate fills every page of the source guest, and the receiver it starts here holds a copy' : 'migrate fills every page of the source guest' },
+  });
   const vcpus = intFlag('--vcpus', f.vcpus, 1, 1, 256);
   const mode = modeFlag(f.mode, 'ept-pml');
   const policyName = choiceFlag('--policy', f.policy, POLICY_NAMES, 'xen');
