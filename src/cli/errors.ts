@@ -4,6 +4,8 @@
  * Engine errors that carry a user-actionable message are reported the same
  * way; anything else is a bug and says so (stack only with MEMVISOR_DEBUG=1).
  */
+import { abandonReportClaims } from './report-file.ts';
+
 export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
@@ -49,6 +51,7 @@ export function listenError(flag: string, host: string, port: number, e: unknown
 
 /** Prints `memvisor: <message>` and exits. Never returns. */
 export function reportAndExit(err: unknown): never {
+  abandonReportClaims();
   const debug = process.env.MEMVISOR_DEBUG === '1';
   if (err instanceof Error) {
     const code = isUserFacing(err) ? EXIT_BAD_INPUT : EXIT_INTERNAL;

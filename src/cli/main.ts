@@ -5,6 +5,14 @@
 import { Command, Option } from 'commander';
 import { reportAndExit } from './errors.ts';
 
+// A reader that stops early (`| head`) closes the pipe: that ends the command quietly, as in any Unix tool.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    reportAndExit(e);
+  });
+}
+
 const program = new Command();
 program
   .name('memvisor')

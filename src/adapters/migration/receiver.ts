@@ -213,14 +213,24 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
     opts.signal?.addEventListener('abort', () => finish({ verified: false }), { once: true });
 
     if (opts.tls) {
-      server.on('tlsClientError', (err: Error, sock: tls.TLSSocket) => {
-        const peer = `${sock.remoteAddress}:${sock.remotePort}`;
+      // The peer's address, taken when TCP accepts: a client that rejects our certificate is gone by the time the error arrives.
+      const peers = new WeakMap<object, string>();
+      server.on('connection', (raw: net.Socket) => peers.set(raw, `${raw.remoteAddress}:${raw.remotePort}`));
+      server.on('tlsClientError', (err: NodeJS.ErrnoException, sock: tls.TLSSocket) => {
+        const raw = (sock as unknown as { _parent?: object })._parent;
+        const peer = (raw && peers.get(raw)) ?? (sock.remoteAddress ? `${sock.remoteAddress}:${sock.remotePort}` : 'a client');
+        // OpenSSL's text is several lines; one is enough (its reason, or the code).
+        const why = err.message.split('\n')[0]!.replace(/^.*:SSL routines:[^:]*:/, '').trim() || err.code || 'handshake failed';
         const plain = /wrong version number|http request|unknown protocol|packet length too long/i.test(err.message);
         recordFailure({
           peer,
           ok: false,
           code: 'tls',
-          message: plain ? `a client connected without TLS; this receiver requires TLS (${err.message})` : `TLS handshake failed: ${err.message}`,
+          message: plain
+            ? 'a client connected without TLS; this receiver requires TLS'
+            : /socket hang up|ECONNRESET/i.test(why)
+              ? 'the client hung up during the TLS handshake (it may not trust this certificate: give it --tls-ca)'
+              : `TLS handshake failed: ${why}`,
           bytes: 0,
         });
       });
