@@ -153,6 +153,7 @@ describe('LackeyReader', () => {
       [' M 0401ab70,4 extra', /:2: unexpected text after the size, got ' M 0401ab70,4 extra'$/],
       [' M 10000000000000000,4', /:2: address has more than 16 hex digits/],
       ['I0401ab70,3', /:2: expected 'I', 'L', 'S' or 'M' record/],
+      ['I', /:2: expected an address after the record type \(a truncated line\?\), got 'I'$/],
       [' = x', /:2: expected 'I', 'L', 'S' or 'M' record/],
       ['\x00\x01binary' + 'y'.repeat(100), /:2: binary data, not a lackey trace \(expected text lines such as ' L 04222cac,4'/],
       ['\x7fELF\x02\x01\x01\x00\x00\x00', /:2: binary data, not a lackey trace/],

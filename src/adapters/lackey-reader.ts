@@ -281,7 +281,8 @@ export class LackeyReader implements AccessSource {
       }
       c = buf[++p]!;
       if (c !== SPACE) {
-        this.fail(buf, lineStart, lineNo, "expected 'I', 'L', 'S' or 'M' record", batch, n, first);
+        const cut = c === NL || c === CR || c === undefined;
+        this.fail(buf, lineStart, lineNo, cut ? 'expected an address after the record type (a truncated line?)' : "expected 'I', 'L', 'S' or 'M' record", batch, n, first);
       }
       do c = buf[++p]!;
       while (c === SPACE);

@@ -29,15 +29,20 @@ function commanderErrorLine(str: string): string {
 
 const modeHelp = 'dirty-tracking mode: ept-wp, ept-pml, npt-wp, arm-wp, kvm-bitmap, kvm-ring, shadow';
 
-function traceLikeOptions(c: Command): Command {
+/** Options shared by trace and compare, and (kind 'migrate') those of them migrate takes: it has no rounds of its own to count. */
+function traceLikeOptions(c: Command, kind: 'trace' | 'migrate' = 'trace'): Command {
+  if (kind === 'trace') {
+    c.option('--clean-every <n>', 'records per log-dirty round (CLEAN after each)', undefined)
+      .option('--addressing <how>', 'identity (trace address = gpa) or paged (guest OS page tables: the guest shadow mode shadows); default identity')
+      .option('--count <n>', 'accesses a synthetic workload makes')
+      .option('--mem <size>', 'guest memory (default 1T for traces, sparse; 1G for workloads)');
+  } else {
+    c.option('--mem <size>', 'guest memory, populated and filled up front (default 1G; 64M with --trace, whose addresses a guest OS maps: paged addressing)');
+  }
   return c
-    .option('--clean-every <n>', 'records per log-dirty round (CLEAN after each)', undefined)
     .option('--vcpus <n>', 'vCPUs (records are interleaved in quanta)')
     .option('--page-size <size>', 'guest RAM mapped with 4k or 2m pages')
-    .option('--addressing <how>', 'identity (trace address = gpa) or paged (guest OS page tables: the guest shadow mode shadows); default identity')
-    .option('--mem <size>', 'guest memory (default 1T for traces, sparse; 1G for workloads)')
     .option('--workload <name>', 'synthetic workload instead of a trace: uniform, hotspot, zipf, sequential, read-mostly')
-    .option('--count <n>', 'accesses a synthetic workload makes')
     .option('--seed <n>', 'seed for synthetic workloads')
     .option('--pml-flush <when>', 'ept-pml: on-demand (Xen) or every-exit')
     .option('--arm-dirty-set <how>', 'arm-wp: bitmap or list')
@@ -90,9 +95,9 @@ traceLikeOptions(
     .option('--trace <file>', 'drive the guest with a lackey trace')
     .option('--mode <mode>', `${modeHelp} (default ept-pml)`)
     .option('--policy <name>', 'stop policy: xen, xen-legacy, qemu, clark, adaptive (default xen)')
-    .option('--bandwidth <MiB/s>', 'modelled link bandwidth (virtual clock) or cap (real clock); default 1000')
+    .option('--bandwidth <MiB/s>', 'modelled link bandwidth under the virtual clock (default 1000); a cap under the real clock (default none)')
     .option('--latency <ms>', 'modelled one-way link latency (virtual clock); default 0.1')
-    .option('--dirty-rate <pages/s>', 'pages the workload writes per (virtual) second; default 20000')
+    .option('--dirty-rate <pages/s>', 'pages a workload writes per (virtual) second, default 20000; with --trace, records per second, default 1000000')
     .option('--downtime-limit <ms>', 'qemu and adaptive policies: downtime target (default 300)')
     .option('--clock <clock>', 'virtual (modelled link, deterministic) or real (wall clock, real socket)')
     .option('--fill <how>', 'random (a guest that has been running; default) or zero (freshly booted)')
@@ -101,6 +106,7 @@ traceLikeOptions(
     .option('--tls-ca <file>', 'CA certificate that signed the receiver\'s certificate')
     .option('--insecure', 'with --tls: accept a self-signed receiver certificate without checking it')
     .option('--token <secret>', 'shared token the receiver requires'),
+  'migrate',
 ).action(async (opts) => (await import('./commands/migrate.ts')).migrateCommand(opts));
 
 program

@@ -39,6 +39,12 @@ export interface AccessFlags {
   json?: boolean;
 }
 
+/** What xen-access restricted when it attached: gfns 0..max_gpfn−1 (it leaves max_gpfn itself open). */
+function restrictedRange(maxGpfn: number): string {
+  if (maxGpfn <= 0) return 'nothing mapped when the listener attached: pages take the default as they are populated';
+  return `gfns 0..${maxGpfn - 1} restricted at attach, as xen-access does, max_gpfn ${maxGpfn} itself left open`;
+}
+
 /** Rows of the event table printed without --json (the JSON always has every event). */
 const TABLE_EVENT_ROWS = 200;
 
@@ -113,7 +119,7 @@ export async function accessCommand(f: AccessFlags): Promise<void> {
     return;
   }
   process.stdout.write(`access ${mode} on ${source.name}: ${result.records} records, ${events.length} events ` +
-    `(default ${out.default_access}, after first ${out.after_first_access}, gfns 0..${listener.maxGpfn - 1})\n`);
+    `(default ${out.default_access}, after first ${out.after_first_access}; ${restrictedRange(listener.maxGpfn)})\n`);
   const rows = events.slice(0, TABLE_EVENT_ROWS).map((e, i) => [i, e.vcpu, `0x${e.gfn.toString(16)}`, `0x${e.offset.toString(16).padStart(3, '0')}`, e.access, e.paused ? 'yes' : 'no']);
   if (rows.length > 0) process.stdout.write(`${renderTable(['#', 'vcpu', 'gfn', 'offset', 'access', 'paused'], rows)}\n`);
   if (events.length > TABLE_EVENT_ROWS) process.stdout.write(`… ${events.length - TABLE_EVENT_ROWS} more events (--json lists them all)\n`);

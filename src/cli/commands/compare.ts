@@ -47,6 +47,7 @@ export async function compareCommand(file: string, f: CompareFlags): Promise<voi
     }
   }
   const trace = file === '' ? undefined : file;
+  if (trace === undefined && f.workload === undefined) throw new UsageError('give a trace file, or --workload NAME');
   // Every mode (and each format's baseline) reads the trace again from the start; stdin can be read once.
   if (trace === '-') throw new UsageError('compare reads the trace once per mode, so it needs a file, not - (stdin)');
   claimReportFile(f.report);

@@ -4,6 +4,8 @@
  * JSON: {mode, records, rounds[{records, dirty, fault_count, exits, cycles}], totals}).
  */
 import type { ModeOptions } from '../../core/modes/dirty-mode.ts';
+import { KVM_DIRTY_RING_MAX_ENTRIES, KVM_DIRTY_RING_MIN_ENTRIES } from '../../core/logdirty/kvm-dirty-ring.ts';
+import { KVM_RING_DEFAULT_ENTRIES as KVM_DIRTY_RING_DEFAULT } from '../../core/modes/kvm-ring.ts';
 import { createGuest } from '../../core/runner/guest.ts';
 import { replay, totalsOf, type Round } from '../../core/runner/replay.ts';
 import { UsageError } from '../errors.ts';
@@ -33,13 +35,20 @@ export interface TraceFlags {
   report?: string;
 }
 
+/** --ring-entries: KVM takes a power of two in [256, 65536] (KVM_DIRTY_RING_MIN/MAX_ENTRIES). */
+function ringEntriesFlag(text: string): number {
+  const n = intFlag('--ring-entries', text, KVM_DIRTY_RING_DEFAULT, KVM_DIRTY_RING_MIN_ENTRIES, KVM_DIRTY_RING_MAX_ENTRIES);
+  if ((n & (n - 1)) !== 0) throw new UsageError(`--ring-entries: ${text} is not a power of two (KVM rings are 256, 512, … 65536 entries)`);
+  return n;
+}
+
 export function modeOptionsFrom(f: TraceFlags): ModeOptions {
   return {
     pmlFlush: choiceFlag('--pml-flush', f.pmlFlush, ['on-demand', 'every-exit'] as const, 'on-demand'),
     armDirtySet: choiceFlag('--arm-dirty-set', f.armDirtySet, ['bitmap', 'list'] as const, 'bitmap'),
     kvmManualProtect: f.kvmManualProtect === true || f.kvmInitiallySet === true,
     kvmInitiallySet: f.kvmInitiallySet === true,
-    ...(f.ringEntries !== undefined ? { ringEntries: intFlag('--ring-entries', f.ringEntries, 4096, 64, 1 << 20) } : {}),
+    ...(f.ringEntries !== undefined ? { ringEntries: ringEntriesFlag(f.ringEntries) } : {}),
     shadowPool: choiceFlag('--shadow-pool', f.shadowPool, ['xen', 'prealloc'] as const, 'xen'),
     ...(f.shadowPoolPages !== undefined ? { shadowPoolPages: intFlag('--shadow-pool-pages', f.shadowPoolPages, 0, 8, 2 ** 31) } : {}),
   };
