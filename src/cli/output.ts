@@ -13,6 +13,13 @@ export function renderTable(headers: readonly string[], rows: readonly (readonly
   return table.toString();
 }
 
+/** Renders label/value pairs as a boxed two-column table with no header row. */
+export function renderKeyValue(rows: readonly (readonly [string, string | number])[]): string {
+  const table = new Table({ style: { head: [], border: [], compact: true } });
+  for (const [k, v] of rows) table.push([k, typeof v === 'number' ? formatNumber(v) : v]);
+  return table.toString();
+}
+
 /** Integers with thousands separators; fractions with 3 significant decimals. */
 export function formatNumber(n: number): string {
   if (!Number.isFinite(n)) return String(n);

@@ -115,5 +115,10 @@ describe('memvisor dashboard (HTTP + SSE)', { timeout: 45_000 }, () => {
     assert.equal(state.state, 'migrated');
     const again = await postJson(dash.url, 'api/migrate', {});
     assert.equal(again.status, 409, 'a migrated guest cannot be migrated again');
+    // A page opened after the migration still gets its rounds and its outcome.
+    const late = await readEvents(dash.url, (s) => s.some((e) => e.event === 'migration-done'), 10_000);
+    assert.deepEqual(late.filter((e) => e.event === 'migration-round').map((e) => e.data.round), rounds.map((r) => r.round));
+    assert.equal(late.find((e) => e.event === 'migration-done')!.data.verified, true);
+    assert.equal((await fetch(new URL('favicon.ico', dash.url))).status, 204, 'no 404 in the browser console');
   });
 });

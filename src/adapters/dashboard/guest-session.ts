@@ -128,6 +128,7 @@ export class GuestSession {
   private immediate: NodeJS.Immediate | null = null;
   private receiver: SpawnedReceiver | null = null;
   private migration: Promise<void> | null = null;
+  private migrationLog: { event: string; data: unknown }[] = [];
 
   constructor(private readonly emit: Emit) {}
 
@@ -197,6 +198,18 @@ export class GuestSession {
     return this.run?.history ?? [];
   }
 
+  /** The last migration's events (start, rounds, done), for a page that connects after them. */
+  recentMigration(): readonly { readonly event: string; readonly data: unknown }[] {
+    return this.migrationLog;
+  }
+
+  /** Emits a migration event and keeps it for late pages (a new migration starts a new log). */
+  private migrationEvent(event: 'migration-start' | 'migration-round' | 'migration-done', data: Record<string, unknown>): void {
+    if (event === 'migration-start') this.migrationLog = [];
+    this.migrationLog.push({ event, data });
+    this.emit(event, data);
+  }
+
   /** The current heatmap frame (see heatmap-frame.ts), or null before the first run. */
   heatmap(): Uint8Array | null {
     const r = this.run;
@@ -240,7 +253,7 @@ export class GuestSession {
       },
     );
     this.setState('migrating', `migrating to 127.0.0.1:${receiver.port} (policy ${cfg.policy}, ${cfg.bandwidthMiBps} MiB/s modelled link)`);
-    this.emit('migration-start', { run: run.id, policy: cfg.policy, bandwidth_mib_s: cfg.bandwidthMiBps, host: receiver.host, port: receiver.port, page_count: run.ages.pageCount });
+    this.migrationEvent('migration-start', { run: run.id, policy: cfg.policy, bandwidth_mib_s: cfg.bandwidthMiBps, host: receiver.host, port: receiver.port, page_count: run.ages.pageCount });
     this.migration = (async () => {
       try {
         const result = await migrateTo(source, {
@@ -250,10 +263,10 @@ export class GuestSession {
           clock: 'virtual',
           link: linkModel(cfg.bandwidthMiBps, cfg.latencyMs),
           observer: {
-            round: (r: RoundStats) => this.emit('migration-round', { run: run.id, ...r }),
+            round: (r: RoundStats) => this.migrationEvent('migration-round', { run: run.id, ...r }),
           },
         });
-        this.emit('migration-done', {
+        this.migrationEvent('migration-done', {
           run: run.id,
           policy: result.policy,
           rounds: result.rounds.length,

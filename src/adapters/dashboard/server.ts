@@ -78,6 +78,11 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
         res.end(body);
         return;
       }
+      if (path === '/favicon.ico') {
+        res.writeHead(204, { 'cache-control': 'max-age=86400' });
+        res.end();
+        return;
+      }
       if (path === '/api/state') {
         return send(res, 200, {
           ...session.snapshot(),
@@ -106,6 +111,7 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
         res.write(sseFrame('state', session.snapshot()));
         // A page that connects mid-run gets the rounds its charts would have shown.
         for (const r of session.recentRounds()) res.write(sseFrame('round', r));
+        for (const m of session.recentMigration()) res.write(sseFrame(m.event, m.data));
         clients.add(res);
         req.on('close', () => clients.delete(res));
         return;

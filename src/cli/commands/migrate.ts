@@ -23,7 +23,7 @@ import { UsageError } from '../errors.ts';
 import { claimReportFile, writeReportFile } from '../report-file.ts';
 import { requireRecords } from '../source.ts';
 import { choiceFlag, fileFlag, intFlag, memFlag, modeFlag, numberFlag, workloadFlag } from '../options.ts';
-import { Progress, renderTable } from '../output.ts';
+import { Progress, renderKeyValue, renderTable } from '../output.ts';
 import { parseHostPort } from '../parse-size.ts';
 import { modeOptionsFrom, type TraceFlags } from './trace.ts';
 
@@ -175,7 +175,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
     const rows = out.rounds.map((r) => [r.round + (r.stop_and_copy ? ' (stop)' : ''), r.dirty, r.pages_sent, r.skipped, r.zero, (r.bytes / 1048576).toFixed(1), r.duration_ms.toFixed(1)]);
     process.stdout.write(`${renderTable(['round', 'dirty', 'pages sent', 'skipped', 'zero', 'MiB', 'ms'], rows)}\n`);
     process.stdout.write(
-      `${renderTable(['', ''], [
+      `${renderKeyValue([
         ['policy / clock', `${out.policy} / ${out.clock}`],
         ['downtime (ms)', out.downtime_ms.toFixed(2)],
         ['total (ms)', out.total_ms.toFixed(1)],
@@ -183,7 +183,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
         ['MiB sent', (out.bytes_sent / 1048576).toFixed(1)],
         ['verified', out.verified ? 'yes (digests equal)' : 'NO'],
         ['digest', out.source_digest],
-        ...(f.report !== undefined ? [['report', f.report]] : []),
+        ...(f.report !== undefined ? [['report', f.report] as [string, string]] : []),
       ])}\n`,
     );
   }
