@@ -97,9 +97,7 @@ export class MemAccessLayer implements PagingMode, ShadowAccessGate {
   monitor: VmEventDomain | null = null;
   /** HVM_PARAM_MONITOR_RING_PFN: the toolstack sets it at domain build; 0 refuses monitor enable (-EOPNOTSUPP). */
   monitorRingPfn: number;
-  /** Whether the domain runs with HAP (else shadow paging, whose faults come through `check` as a gate). */
-  readonly hap: boolean;
-  /** The shadow paging of a shadow-mode domain (null with HAP). */
+  /** The shadow paging of a shadow-mode domain, whose faults come through `check` as a gate (null with HAP). */
   private readonly shadow: ShadowPaging | null;
   /** What stopped the shadow fault being handled (CHECK_NO_VIOLATION: nothing did). */
   private gateOutcome = CHECK_NO_VIOLATION;
@@ -119,8 +117,7 @@ export class MemAccessLayer implements PagingMode, ShadowAccessGate {
 
   constructor(readonly domain: Domain, readonly inner: PagingMode) {
     this.name = inner.name;
-    this.hap = inner.name !== 'shadow';
-    this.shadow = this.hap ? null : ((inner as { shadow?: ShadowPaging }).shadow ?? null);
+    this.shadow = inner.name === 'shadow' ? ((inner as { shadow?: ShadowPaging }).shadow ?? null) : null;
     this.vcpuState = new VcpuEventState(domain.vcpus.length);
     // Xen's toolstack reserves the monitor ring among the special pages past RAM.
     this.monitorRingPfn = domain.memory.pageCount;
