@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { MODE_NAMES } from '../core/modes/dirty-mode.ts';
 import { SYNTHETIC_WORKLOADS } from '../core/workload/synthetic.ts';
 import { UsageError } from './errors.ts';
+import { formatSize } from './output.ts';
 import { parseSize } from './parse-size.ts';
 
 /** The bytes of the file a flag names (a certificate, a key); an unreadable file is a UsageError. */
@@ -53,17 +54,6 @@ export function sizeFlag(flag: string, text: string | undefined, dflt: number): 
 const MAX_GUEST_BYTES = 2 ** 48;
 /** Synthetic workloads draw page indices below 2^32 (workload/synthetic-base.ts). */
 const MAX_SYNTHETIC_BYTES = 2 ** 32 * 4096;
-
-function formatSize(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let i = 0;
-  let v = bytes;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${Number(v.toFixed(1))} ${units[i]}`;
-}
 
 export interface MemLimits {
   /** A synthetic workload drives the guest (page indices below 2^32). */

@@ -20,6 +20,18 @@ export function renderKeyValue(rows: readonly (readonly [string, string | number
   return table.toString();
 }
 
+/** A byte count in binary units: 512 MiB, 1 GiB, 23.5 GiB. */
+export function formatSize(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let i = 0;
+  let v = bytes;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${Number(v.toFixed(1))} ${units[i]}`;
+}
+
 /** Integers with thousands separators; fractions with 3 significant decimals. */
 export function formatNumber(n: number): string {
   if (!Number.isFinite(n)) return String(n);

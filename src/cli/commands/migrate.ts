@@ -23,7 +23,7 @@ import { UsageError } from '../errors.ts';
 import { claimReportFile, writeReportFile } from '../report-file.ts';
 import { requireRecords } from '../source.ts';
 import { choiceFlag, fileFlag, intFlag, memFlag, modeFlag, numberFlag, workloadFlag } from '../options.ts';
-import { Progress, renderKeyValue, renderTable } from '../output.ts';
+import { formatSize, Progress, renderKeyValue, renderTable } from '../output.ts';
 import { parseHostPort } from '../parse-size.ts';
 import { modeOptionsFrom, type TraceFlags } from './trace.ts';
 
@@ -88,7 +88,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   const progress = new Progress(!f.json);
 
   // The source guest: memory populated up front and filled, the workload ready.
-  progress.line(`preparing a ${formatBytes(memBytes)} source guest (${fill} fill)`, true);
+  progress.line(`preparing a ${formatSize(memBytes)} source guest (${fill} fill)`, true);
   const guest = createGuest({
     memBytes, vcpus, mode, addressing: traced ? 'paged' : 'identity', pageSize, modeOptions: modeOptionsFrom(f),
     populate: fill === 'random' ? 'up-front' : 'on-demand',
@@ -111,7 +111,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
     host = target.host;
     port = target.port;
   }
-  progress.line(`migrating the ${formatBytes(memBytes)} guest (${workloadName} at ${dirtyRate} ${traced ? 'records' : 'pages'}/s, ${mode}, policy ${policyName}, ${clock} clock) to ${host}:${port}`, true);
+  progress.line(`migrating the ${formatSize(memBytes)} guest (${workloadName} at ${dirtyRate} ${traced ? 'records' : 'pages'}/s, ${mode}, policy ${policyName}, ${clock} clock) to ${host}:${port}`, true);
 
   let lastRound: RoundStats | null = null;
   let barRound = -1;
@@ -194,9 +194,6 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   if (!result.verified) process.exitCode = 1;
 }
 
-function formatBytes(n: number): string {
-  return n >= GiB ? `${n / GiB} GiB` : `${n / 1048576} MiB`;
-}
 
 /**
  * Progress detail for a round: the dirty rate the CLEAN at its start measured
