@@ -60,6 +60,12 @@ export interface CostModel {
   readonly pmlVcpuToggle: number;
   /** ARM list variant: appending one faulting IPA to the hypervisor's list at fault time. */
   readonly dirtyListAppend: number;
+  /** ARM ENABLE (the dirty-tracing series' eager p2m_change_entry_type_global(d, mg_ro)), per present leaf entry walked. */
+  readonly s2EagerProtectPerEntry: number;
+  /** ARM CLEAN, per recorded page re-protected through the series' linear map of the p2m (`vlp2m_pte->p2m.write = 0`). */
+  readonly s2ReprotectPerPage: number;
+  /** ARM bitmap variant at CLEAN: scanning one present 4 KiB bitmap leaf for set bits to re-protect. */
+  readonly dirtyBitmapScanPerLeaf: number;
 
   // ---- KVM comparison modes (kvm-bitmap, kvm-ring; Linux arch/x86/kvm/mmu, virt/kvm) ----
   /** KVM's fast_page_fault on a write-protected 4K SPTE: lockless walk, cmpxchg W on, mark dirty (vCPU). */
@@ -169,6 +175,17 @@ export const DEFAULT_COSTS: CostModel = Object.freeze({
   // trie walk + test_and_set_bit); growth is amortised (doubling). The entries are marked
   // into the trie at PEEK/CLEAN at logdirtyMark each, charged to the control plane.
   dirtyListAppend: 10,
+  // Estimate: the eager walk reads each present descriptor, tests its type, clears S2AP[1]
+  // (write) and stores it back: one sequential read-modify-write per entry, the same order
+  // as KVM's slot-wide write-protect walk (kvmSlotProtectPerEntry).
+  s2EagerProtectPerEntry: 15,
+  // Estimate: the descriptor of a recorded IPA is found by address arithmetic in the VLPT
+  // (no table walk) but is usually cold: one cache-missing load (~40, as walkRef's LLC
+  // figure) plus a store with the write bit cleared.
+  s2ReprotectPerPage: 50,
+  // Estimate: find_next_bit over 512 64-bit words of one leaf, about one word per cycle
+  // plus loop overhead.
+  dirtyBitmapScanPerLeaf: 550,
   // Estimate: KVM's fast page fault path (arch/x86/kvm/mmu/mmu.c fast_page_fault: lockless
   // TDP walk, one cmpxchg, mark_page_dirty_in_slot) avoids mmu_lock and the slow path; we
   // take 1,000, well under Xen's writeFaultHandling (trie mark + p2m_change_type_one).
