@@ -168,7 +168,7 @@ export class ArmWpMode extends HapLogDirtyMode {
 }
 
 /** A gfn array twice as large (at least one page), holding the old entries. */
-function grow(a: Float64Array): Float64Array {
+function grow(a: Float64Array): Float64Array<ArrayBuffer> {
   const g = new Float64Array(Math.max(LIST_INITIAL_ENTRIES, a.length * 2));
   g.set(a);
   return g;
