@@ -22,9 +22,9 @@ export interface CostModel {
   readonly vmexitRoundTripArm: number;
   /** Xen's handling of an EPT violation / #NPF / stage-2 abort on a log-dirty page (p2m lookup, paging_mark_dirty, p2m_change_type_one). */
   readonly writeFaultHandling: number;
-  /** Fixed part of EPT-misconfig / recalc handling (resolve_misconfig walk). */
+  /** Fixed part of EPT-misconfig / NPT recalc handling (the resolve_misconfig / do_recalc walk from the root). */
   readonly recalcHandling: number;
-  /** Per leaf entry recomputed by resolve_misconfig (512 per leaf table). */
+  /** Per leaf entry recomputed by a recalc (EPT resolve_misconfig: up to 512 per leaf table; NPT do_recalc: 1). */
   readonly recalcPerEntry: number;
   /** Splitting one superpage into 512 entries (allocate a table, write 512 entries). */
   readonly superpageSplit: number;
