@@ -10,12 +10,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Domain } from '../domain/domain.ts';
 import { Xoshiro128 } from '../rng.ts';
 import { createGuest, type Addressing } from '../runner/guest.ts';
 import { replay } from '../runner/replay.ts';
 import { MiB } from '../units.ts';
+import { ExitReason } from '../vm-exit.ts';
+import { AccessBatch, AccessKind } from '../workload/access-batch.ts';
 import { createSyntheticWorkload } from '../workload/synthetic.ts';
 import type { ModeOptions } from './dirty-mode.ts';
+import { MODES } from './registry.ts';
 import { bitmapPages } from './testing/dirty-windows.ts';
 
 const MEM = 8 * MiB;
@@ -63,3 +67,30 @@ for (const addressing of ['identity', 'paged'] as const) {
     });
   }
 }
+
+test('kvm modes with PML: gfns at and above 2^20 (4 GiB) come out of the PML buffer, the bitmap and the ring at their own gfn', () => {
+  const pages = 2 ** 22; // 16 GiB, sparse
+  const written = [7, 2 ** 20, 2 ** 20 + 7, 2 ** 21 + 64, pages - 1];
+  for (const name of ['kvm-bitmap', 'kvm-ring'] as const) {
+    for (const opts of [{ kvmPml: true }, { kvmPml: true, kvmManualProtect: true }]) {
+      if (name === 'kvm-ring' && opts.kvmManualProtect) continue;
+      const dom = new Domain({ format: 'ept', memBytes: pages * 4096, vcpus: 2, quantumRecords: 1, populate: 'on-demand' });
+      const mode = MODES[name]!.create(dom, opts);
+      mode.enable();
+      const bm = new Uint32Array(pages / 32);
+      for (let round = 0; round < 2; round++) {
+        // Round 0 populates with a read first, so the write is PML's; round 1 writes populated pages.
+        const b = new AccessBatch(2 * written.length);
+        for (const g of written) {
+          b.push(AccessKind.Load, g * 4096, 8, 1);
+          b.push(AccessKind.Store, g * 4096 + 16, 8, 2);
+        }
+        assert.equal(dom.run(b), b.length);
+        bm.fill(0);
+        assert.equal(mode.harvest(bm).dirtyCount, written.length);
+        assert.deepEqual(bitmapPages(bm, pages), written, `${name} ${JSON.stringify(opts)} round ${round}`);
+      }
+      assert.equal(dom.totalExits()[ExitReason.EptViolation], written.length, `${name}: the only EPT violations populated the frames`);
+    }
+  }
+});
