@@ -310,18 +310,18 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
     this.quietEnd();
   }
 
-  /**
-   * kvm_flush_remote_tlbs(_memslot). KVM flushes after every batch that cleared
-   * a bit, even when no SPTE changed (e.g. CLEARs over unpopulated memory); the
-   * vCPUs are charged the same either way, but the TLB arrays are only wiped
-   * when a page was re-protected since the last flush (nothing else can be stale).
-   */
   /** kvm_arch_sync_dirty_log (x86.c): with PML, kick every vCPU so its buffer lands in the log; else nothing. */
   syncDirtyLog(slot: number): void {
     if (slot !== KVM_LOG_SLOT || !this.pml) return;
     this.kickAllVcpus(0);
   }
 
+  /**
+   * kvm_flush_remote_tlbs(_memslot). KVM flushes after every batch that cleared
+   * a bit, even when no SPTE changed (e.g. CLEARs over unpopulated memory); the
+   * vCPUs are charged the same either way, but the TLB arrays are only wiped
+   * when a page was re-protected since the last flush (nothing else can be stale).
+   */
   flushTlbs(_slot?: number): void {
     this.mmuStats.tlbFlushes++;
     const p2m = this.domain.p2m;
