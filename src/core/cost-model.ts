@@ -86,6 +86,12 @@ export interface CostModel {
   readonly kvmSlotProtectPerEntry: number;
   /** The VMM reading one ring entry and setting its bit (QEMU kvm_dirty_ring_reap_one). */
   readonly kvmRingReapPerEntry: number;
+  /**
+   * KVM's vmx_flush_pml_buffer, per logged entry, before the bitmap bit or ring push
+   * (kvmBitmapMark / kvmRingPush, charged apart): read the GPA, kvm_vcpu_mark_page_dirty's
+   * memslot lookup. KVM leaves the SPTE as the CPU left it (writable, D set).
+   */
+  readonly kvmPmlFlushPerEntry: number;
 
   // ---- Shadow paging (modes/shadow.ts, shadow/; Xen xen/arch/x86/mm/shadow) ----
   /** sh_page_fault's fixed part on the fixed path: paging_lock, fault classification, shadow_prealloc check (vCPU). */
@@ -208,6 +214,10 @@ export const DEFAULT_COSTS: CostModel = Object.freeze({
   kvmSlotProtectPerEntry: 15,
   // Estimate: read 16 bytes, test the flags, set a bit in the VMM's bitmap, store RESET.
   kvmRingReapPerEntry: 30,
+  // Estimate: one load from the PML page plus kvm_vcpu_gfn_to_memslot, which hits the vCPU's
+  // last-used-slot cache (virt/kvm/kvm_main.c): tens of cycles. Unlike Xen's 700-cycle
+  // pmlFlushPerEntry there is no p2m_change_type_one: the SPTE stays as the CPU left it.
+  kvmPmlFlushPerEntry: 30,
   // Estimate: sh_page_fault up to the fixed path without the guest walk (its references are
   // charged as walkRef each): lock, classify, shadow_prealloc's check, perf counters. Adams &
   // Agesen (ASPLOS 2006) measure a whole "hidden page fault" on a VT-x shadow VMM in the
