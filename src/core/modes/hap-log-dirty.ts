@@ -34,7 +34,7 @@ import type { ExitAction } from '../mmu/exit-info.ts';
 import type { P2mFormatName } from '../p2m/p2m-format.ts';
 import { P2mType } from '../p2m/p2m-type.ts';
 import { ENTRIES_PER_TABLE, PAGE_SIZE } from '../units.ts';
-import type { DirtyMode, HarvestResult, ModeName, ModeOptions } from './dirty-mode.ts';
+import { pmlEntriesLogged, type DirtyMode, type HarvestResult, type ModeName, type ModeOptions } from './dirty-mode.ts';
 
 /** A toolstack operation refused (wrong state, wrong format, Xen errno): user-facing. */
 export class DirtyModeError extends Error {
@@ -73,6 +73,10 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
   protected readonly usesPml: boolean = false;
   /** Per-entry callback for PmlUnit.drain under PEEK/CLEAN/OFF (made once: no closure per flush). */
   private readonly drainMark: (gfn: number) => void;
+  /** Log-dirty write faults that marked a page (see writesLogged). */
+  protected writeFaultsLogged = 0;
+  /** PML entries logged before this mode was made (the vCPUs' counters are per MMU). */
+  private readonly pmlBase: number;
 
   constructor(readonly domain: Domain, name: ModeName, format: P2mFormatName, readonly options: ModeOptions = {}) {
     super();
@@ -89,6 +93,7 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
       flushHardwareCached: () => this.flushCached(),
     };
     this.logDirty.bindMechanism(this.mechanism);
+    this.pmlBase = pmlEntriesLogged(domain);
     const p2m = domain.p2m;
     this.drainMark = (gfn: number) => {
       p2m.changeTypeOne(gfn, P2mType.RamLogdirty, P2mType.RamRw);
@@ -125,6 +130,7 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
   override logDirtyWrite(vcpu: Vcpu, gfn: number, order: number): ExitAction {
     const costs = vcpu.domain.costs;
     this.onDirty(vcpu, gfn);
+    this.writeFaultsLogged++;
     vcpu.domain.p2m.changeTypeOne(gfn, P2mType.RamLogdirty, P2mType.RamRw);
     vcpu.chargeCycles(costs.writeFaultHandling + this.faultMarkCost() + (order > 0 ? costs.superpageSplit : 0));
     return 'retry';
@@ -134,6 +140,11 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
 
   get enabled(): boolean {
     return this.logDirty.isEnabled;
+  }
+
+  /** Write faults that marked a page, plus PML entries logged (DirtyMode.writesLogged). */
+  get writesLogged(): number {
+    return this.writeFaultsLogged + pmlEntriesLogged(this.domain) - this.pmlBase;
   }
 
   enable(): void {

@@ -76,6 +76,10 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
   readonly mmuStats: KvmMmuStats = { writeFaults: 0, pagesProtected: 0, superpageSplits: 0, tlbFlushes: 0 };
   /** KVM_MEM_LOG_DIRTY_PAGES is set on the slot. */
   protected logging = false;
+  /** Writes logged (bitmap bit set, ring entry pushed) from the write-fault path. */
+  protected faultWritesLogged = 0;
+  /** Writes logged for the guest OS model's software-view writes (markGuestWrite). */
+  protected softwareViewLogs = 0;
   /** Whether new frames come in write-protected (tracking armed on the slot). */
   private armed = false;
   // Mask being applied by protectMasked (read by protectVisit: no closure per call).
@@ -144,7 +148,14 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
 
   /** mark_page_dirty from a write the hardware path did not see (the guest OS model's table writes). */
   markGuestWrite(vcpu: Vcpu, gfn: number): void {
-    if (this.logging) this.logWrite(vcpu, gfn);
+    if (!this.logging) return;
+    this.logWrite(vcpu, gfn);
+    this.softwareViewLogs++;
+  }
+
+  /** DirtyMode.writesLogged: writes logged from the write-fault path (kvm-ring counts its ring pushes instead). */
+  get writesLogged(): number {
+    return this.faultWritesLogged;
   }
 
   /** Requests checked before VM entry (vcpu_enter_guest); the ring's soft-full exit. */
@@ -164,7 +175,10 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
   /** fast_page_fault on a write-protected SPTE (the default path's write to ram_logdirty). */
   override logDirtyWrite(vcpu: Vcpu, gfn: number, order: number): ExitAction {
     const costs = vcpu.domain.costs;
-    if (this.logging) this.logWrite(vcpu, gfn);
+    if (this.logging) {
+      this.logWrite(vcpu, gfn);
+      this.faultWritesLogged++;
+    }
     const p2m = vcpu.domain.p2m;
     if (order === 0) {
       this.quietBegin();

@@ -111,6 +111,8 @@ export class ShadowPage {
 export interface ShadowStats {
   /** sh_page_fault fixed path (fault_count increments). */
   fixed: number;
+  /** Write fetches whose _sh_propagate marked the target dirty (log-dirty on). */
+  writeFaultMarks: number;
   /** Guest #PFs reflected to the guest (the guest walk failed). */
   reflected: number;
   /** Guest writes to write-protected page tables, emulated. */
@@ -160,7 +162,7 @@ const LEAF_FLAGS = PTE_P | PTE_RW | PTE_US | PTE_A | PTE_D;
 
 export class ShadowPaging {
   readonly stats: ShadowStats = {
-    fixed: 0, reflected: 0, emulated: 0, unsyncs: 0, resyncs: 0, resyncsLeftOos: 0, oosSkips: 0, oosEvictions: 0, fixupEvictions: 0, shadowsMade: 0,
+    fixed: 0, writeFaultMarks: 0, reflected: 0, emulated: 0, unsyncs: 0, resyncs: 0, resyncsLeftOos: 0, oosSkips: 0, oosEvictions: 0, fixupEvictions: 0, shadowsMade: 0,
     shadowsDestroyed: 0, unshadows: 0, recycles: 0, unhookAlls: 0, evictions: 0, blows: 0, scannedEntries: 0,
     backlinkSteps: 0, peakPages: 0,
   };
@@ -476,6 +478,7 @@ export class ShadowPaging {
     if ((flags & PTE_RW) !== 0 && this.ld.isEnabled) {
       if (write) {
         this.ld.markPfnDirty(gfn);
+        this.stats.writeFaultMarks++;
         this.cycles += this.costs.logdirtyMark;
       } else if (!this.ld.isPfnDirty(gfn)) {
         flags &= ~PTE_RW;
