@@ -201,3 +201,24 @@ test('sh_safe_not_to_sync: a second reference on the chain (a second L4 sharing 
   assert.equal(s.sh.safeNotToSync(0, ptA), false, 'L3 shadow referenced twice');
   assert.equal(s.sh.isOutOfSync(ptA), false, 'and installing L4_B[0] resynced it anyway');
 });
+
+test('sh_safe_not_to_sync: when the entry holding the up-pointer lets go, the page is unsafe even with one reference left (sh_put_ref clears sp->up)', () => {
+  const s = setup(2);
+  const [v0, v1] = [s.v[0]!, s.v[1]!];
+  v0.store(region(0), 4, 1); // L4_A[0] → L3 shadow of the OS's PDPT: its up-pointer
+  const pml4B = s.dom.memory.pageCount - 1;
+  s.dom.memory.writePage(pml4B, new Uint8Array(4096), 0);
+  const e0 = s.os.cr3Gfn * 4096;
+  s.dom.memory.writeU32(pml4B * 4096 + 4, s.dom.memory.readU32(e0 + 4));
+  s.dom.memory.writeU32(pml4B * 4096, s.dom.memory.readU32(e0));
+  v1.mmu.setCr3(pml4B * 4096);
+  assert.equal(v1.load(region(0), 4), 0); // L4_B[0] → the same L3 shadow: a second reference
+  const pdpt = tableGfn(s.dom, s.os.cr3Gfn, 0, 3);
+  const pt = tableGfn(s.dom, s.os.cr3Gfn, 0, 1);
+  assert.equal(s.sh.shadowOf(3, pdpt)!.refs, 2);
+  // The guest clears PML4_A[0] (trapped, emulated): the L3 shadow keeps L4_B's reference only.
+  guestWriteEntry(s.dom, s.mode, v0, e0, 0, 0);
+  assert.equal(s.sh.shadowOf(3, pdpt)!.refs, 1);
+  assert.equal(s.sh.safeNotToSync(1, pt), false, 'no up-pointer on the L3 any more: the chain is unknown, so unsafe');
+  assert.equal(s.dom.crashed, false, s.dom.crashReason);
+});
