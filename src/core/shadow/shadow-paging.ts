@@ -612,7 +612,7 @@ export class ShadowPaging {
 
   /**
    * sh_resync_all(v, skip, this, others) (shadow/oos.c), for vCPU vid:
-   *  - `self`: vid's OOS pages are written-protected, resynced, back in sync;
+   *  - `self`: vid's OOS pages are write-protected, resynced, back in sync;
    *  - `others`: every other vCPU's OOS pages are resynced and back in sync
    *    (skip = false), or only get their shadows updated and stay out of sync
    *    (skip = true), where sh_safe_not_to_sync does not let them be skipped.
