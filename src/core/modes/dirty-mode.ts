@@ -101,6 +101,28 @@ export interface DirtyMode extends PagingMode {
   trackingBytes(): number;
   /** Cycles the toolstack and hypervisor spent in peek/harvest/enable/disable so far (not charged to vCPUs). */
   readonly controlCycles: number;
+  /**
+   * The mechanism's own count of page writes it recorded as the guest ran,
+   * cumulative since the mode was made: PML entries the CPU logged
+   * (pmlEntriesLogged), plus writes recorded on the write-fault path — a
+   * log-dirty write fault that marked the page (ept-wp, npt-wp, arm-wp, a
+   * superpage under ept-pml), a write fetch that marked it (shadow), a KVM
+   * write fault that set the bitmap bit or pushed the ring entry. Not counted:
+   * recalc and read faults, PML / list / ring flushes (they move records
+   * already counted), the guest OS model's software-view writes
+   * (markGuestWrite). A faithful mechanism records each page once per tracking
+   * window, at its first write there; dirty-mode.contract.test.ts checks each
+   * window's delta against the naive model's count of first writes, so a
+   * mechanism that logs more (every write, every walk) fails it.
+   */
+  readonly writesLogged: number;
+}
+
+/** PML entries the CPUs of `domain` have written to their logs since they were made (PmlUnit.logged). */
+export function pmlEntriesLogged(domain: Domain): number {
+  let n = 0;
+  for (const v of domain.vcpus) n += v.mmu.pml.logged;
+  return n;
 }
 
 export type ModeFactory = (domain: Domain, opts: ModeOptions) => DirtyMode;

@@ -43,7 +43,7 @@ import type { ExitAction, ExitInfo } from '../mmu/exit-info.ts';
 import type { P2mFormatName } from '../p2m/p2m-format.ts';
 import { P2mType } from '../p2m/p2m-type.ts';
 import { ENTRIES_PER_TABLE, PAGE_SIZE } from '../units.ts';
-import type { DirtyMode, HarvestResult, ModeName, ModeOptions } from './dirty-mode.ts';
+import { pmlEntriesLogged, type DirtyMode, type HarvestResult, type ModeName, type ModeOptions } from './dirty-mode.ts';
 
 /** A toolstack operation refused (wrong state, wrong format, Xen errno): user-facing. */
 export class DirtyModeError extends Error {
@@ -100,6 +100,8 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
   private readonly drainMark: (gfn: number) => void;
   /** Whether the PEEK/CLEAN under way is a CLEAN (read by flushSoftwareCached, domain paused). */
   private cleaning = false;
+  /** PML entries logged before this mode was made (the vCPUs' counters are per MMU). */
+  private readonly pmlBase: number;
 
   constructor(readonly domain: Domain, name: ModeName, format: P2mFormatName, readonly options: ModeOptions = {}) {
     super();
@@ -116,6 +118,7 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
       flushHardwareCached: () => this.flushCached(),
     };
     this.logDirty.bindMechanism(this.mechanism);
+    this.pmlBase = pmlEntriesLogged(domain);
     const p2m = domain.p2m;
     this.drainMark = (gfn: number) => {
       p2m.changeTypeOne(gfn, P2mType.RamLogdirty, P2mType.RamRw);
@@ -174,6 +177,11 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
 
   get enabled(): boolean {
     return this.logDirty.isEnabled;
+  }
+
+  /** Write faults that marked a page (faults.logDirtyWrites), plus PML entries logged (DirtyMode.writesLogged). */
+  get writesLogged(): number {
+    return this.faults.logDirtyWrites + pmlEntriesLogged(this.domain) - this.pmlBase;
   }
 
   enable(): void {
