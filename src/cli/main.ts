@@ -132,6 +132,7 @@ program
   .option('--dirty-rate <pages/s>', 'accesses (page writes) per virtual second; default 20000')
   .option('--clean-every <n>', 'accesses per round (default: a quarter of a virtual second)')
   .option('--seed <n>', 'seed')
+  .option('--addressing <how>', 'identity (workload address = gpa; default) or paged (a guest OS maps gvas: the walk view shows 2-D walks)')
   .option('--no-start', 'wait for the page to start a run')
   .option('--json', 'print one JSON object {url, mode, workload, dirty_rate, mem_bytes} instead of the URL line')
   .action(async (opts) => (await import('./commands/dashboard.ts')).dashboardCommand(opts));
