@@ -29,11 +29,17 @@ describe('memvisor dashboard walk view (HTTP)', { timeout: 45_000 }, () => {
     assert.match(table.json.error, /gfn 0 holds no page the guest has mapped/);
     // Find a mapped data page among the first frames the OS handed out.
     let cold: any = null;
+    let asked = 0;
     for (let gfn = 1; gfn < 64 && cold === null; gfn++) {
       const r = await postJson(dash.url, 'api/walk', { gfn, cold: true, access: 'read' });
-      if (r.status === 200 && r.json.exit === null) cold = r.json;
+      if (r.status === 200 && r.json.exit === null) {
+        cold = r.json;
+        asked = gfn;
+      }
     }
     assert.ok(cold, 'some data page among gfns 1..63');
+    // The gva found for the page translates, through the guest's tables, to that very frame.
+    assert.equal(BigInt(cold.gpa) >> 12n, BigInt(asked));
     assert.equal(cold.walk, '2-d');
     assert.equal(cold.memory_references, 24);
     assert.equal(cold.references.filter((r: any) => r.cached_by === null).length, 24);

@@ -235,6 +235,10 @@ test('write protection ends the walk with the exit the hypervisor receives: EPT 
     assert.equal(x.exit.to, 'hypervisor');
     assert.equal(x.hpa, null);
     assert.equal(x.exit.table_access, onTable, mode);
+    // Write-protected and read-only entries decoded as the manual lays them out too (W, RW, S2AP clear).
+    for (const r of memoryRefs(x)) {
+      for (const [k, v] of Object.entries(oracleFields(format, r))) assert.equal(r.fields[k], v, `${mode}: ${r.name} field ${k} of ${r.entry}`);
+    }
     const pte = memoryRefs(x).find((r) => r.stage === 'guest' && r.level === 1)!;
     const pteGpa = BigInt(pte.table!) + BigInt(pte.index! * 8);
     assert.equal(BigInt(x.exit.gpa!), onTable ? pteGpa : BigInt(next.addr % 4096) + nextTable(format, pte), mode);
