@@ -106,6 +106,11 @@ describe('memvisor walk', { timeout: 300_000 }, () => {
     assert.match(r.stdout, /VM exit ept_misconfig at gpa 0x0 \(on a guest paging-structure access, p2m level 4, recalc-marked entry\)/);
   });
 
+  it('the vCPU whose turn it is walks (64-record quanta), unless --vcpu names one', () => {
+    assert.equal((walk(['--record', '65', '--vcpus', '2', '--addressing', 'paged']) as unknown as { vcpu: number }).vcpu, 1);
+    assert.equal((walk(['--record', '65', '--vcpus', '2', '--vcpu', '0', '--addressing', 'paged']) as unknown as { vcpu: number }).vcpu, 0);
+  });
+
   it('identity addressing: one line says it is a 1-D walk, and the 1-D walk is shown', () => {
     const r = cli(['walk', '--trace', TRACE, '--record', '5000', '--cold', '--json']);
     assert.equal(r.code, 0, r.stderr);

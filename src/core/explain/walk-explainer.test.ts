@@ -351,3 +351,14 @@ test('explaining leaves the run unchanged: same state right after, and the run c
     assert.equal(fingerprint(guest), fingerprint(plain), `${mode}: final state`);
   }
 });
+
+test('the walk runs on the vCPU whose turn it is: with 2 vCPUs and 64-record quanta, record 65 is vCPU 1\'s', async () => {
+  const recs: Rec[] = [];
+  for (let k = 0; k < 70; k++) recs.push([AccessKind.Load, GVA + (k % 4) * 4096]);
+  const guest = createGuest({ memBytes: 64 * MB, vcpus: 2, mode: null, format: 'ept', addressing: 'paged', pageSize: '4k' });
+  await replay(guest, listSource(recs), { cleanEvery: Infinity, stopBefore: 65 });
+  assert.equal(guest.domain.currentVcpu.id, 1);
+  // vCPU 1 has run nothing yet: its TLB is empty, so even a warm walk reads memory; vCPU 0's TLB answers.
+  assert.ok(explainWalk(guest.domain.currentVcpu, GVA, PERM_R_FOR_TEST, false).memory_references > 0);
+  assert.equal(explainWalk(guest.domain.vcpus[0]!, GVA, PERM_R_FOR_TEST, false).references[0]!.cached_by, 'tlb');
+});
