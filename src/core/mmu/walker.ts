@@ -70,6 +70,7 @@ import {
 import { PDE_W, PDE_X, PdeCache } from './pde-cache.ts';
 import { PmlUnit } from './pml.ts';
 import { TLB_R, TLB_W, TLB_WD, TLB_X, Tlb } from './tlb.ts';
+import type { WalkTracer } from './walk-tracer.ts';
 
 /** translate() outcomes. */
 export const XLATE_OK = 0;
@@ -115,6 +116,8 @@ export class Mmu {
   shadowRootMfn = 0;
   /** Shadow paging intercepts MOV to CR3 (sh_update_cr3); called after the load. */
   onCr3Load: ((gpa: number) => void) | null = null;
+  /** Walk instrumentation (walk-tracer.ts); null on every normal run, read once per walk. */
+  tracer: WalkTracer | null = null;
 
   // p2m walk results (internal).
   private wMfn = 0;
@@ -188,12 +191,14 @@ export class Mmu {
     const pde = this.pde;
     const pdeTag = Math.floor(vpn / 512);
     const ps = pdeTag & pde.mask;
+    const tr = this.tracer;
     if (pde.tag[ps] === pdeTag) {
       tableGfn = pde.ptGfn[ps]!;
       const f = pde.flags[ps]!;
       guestW = (f & PDE_W) !== 0;
       guestX = (f & PDE_X) !== 0;
       top = 1;
+      if (tr !== null) tr.pdeHit(tableGfn);
     }
     for (let level = top; level >= 1; level--) {
       const idx = level === 1 ? vpn & 511 : (vpn / LEVEL_SPANS[level - 1]!) & 511;
@@ -205,6 +210,7 @@ export class Mmu {
       let lo = w[i]!;
       const hi = w[i + 1]!;
       refs++;
+      if (tr !== null) tr.guestEntry(level, tableGfn, idx, w, i);
       if ((lo & PTE_P) === 0) return this.walkDone(refs, this.guestFault(gva, need, 0));
       if ((lo & PTE_RW) === 0) guestW = false;
       if ((hi & PTE_HI_NX) !== 0) guestX = false;
@@ -263,6 +269,7 @@ export class Mmu {
     let w = true;
     let x = true;
     let refs = 0;
+    const tr = this.tracer;
     for (let level = 4; level >= 1; level--) {
       const idx = level === 1 ? vpn & 511 : (vpn / LEVEL_SPANS[level - 1]!) & 511;
       const words = pool.wordsOf(table);
@@ -270,6 +277,7 @@ export class Mmu {
       const lo = words[i]!;
       const hi = words[i + 1]!;
       refs++;
+      if (tr !== null) tr.shadowEntry(level, table, idx, words, i);
       if ((lo & PTE_P) === 0) return this.shadowFault(refs, gva, need, 0);
       if ((lo & PTE_RW) === 0) w = false;
       if ((hi & PTE_HI_NX) !== 0) x = false;
@@ -321,7 +329,10 @@ export class Mmu {
     const t = this.ntlb;
     const s = gfn & t.mask;
     const needFlags = (need & (PERM_R | PERM_X)) | ((need & PERM_W) !== 0 ? TLB_WD : 0);
-    if (t.tag[s] === gfn && (t.flags[s]! & needFlags) === needFlags) {
+    const hit = t.tag[s] === gfn && (t.flags[s]! & needFlags) === needFlags;
+    const tr = this.tracer;
+    if (tr !== null) tr.nested(gfn, need, final, hit);
+    if (hit) {
       this.wMfn = t.mfn[s]!;
       this.resFlags = t.flags[s]!;
       this.stats[STAT_NESTED_HITS]!++;
@@ -348,12 +359,14 @@ export class Mmu {
     let table = this.p2m.rootMfn;
     let eff = PERM_R | PERM_W | PERM_X;
     let refs = 0;
+    const tr = this.tracer;
     for (let level = P2M_ROOT_LEVEL; level >= 0; level--) {
       const w = pool.wordsOf(table);
       const i = pool.wordOffset(table) + 2 * levelIndex(gfn, level);
       const lo = w[i]!;
       const hi = w[i + 1]!;
       refs++;
+      if (tr !== null) tr.p2mEntry(level, table, levelIndex(gfn, level), w, i);
       if ((lo | hi) === 0) return this.p2mFault(refs, gfn, gpa, gva, need, 0, level, final, false);
       if (fmt.isRecalc(lo, hi)) return this.p2mFault(refs, gfn, gpa, gva, need, eff, level, final, true);
       if (fmt.isLeaf(lo, hi, level)) {
