@@ -50,6 +50,7 @@ test('xen: every round sends exactly the pages the CLEAN returned, each with its
   assert.equal(r.peeks, 0);
   assert.equal(guest.counters.finalCleans, 1, 'suspend_and_send_dirty CLEANs with XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL');
   assert.equal(r.bitmap_syncs, guest.counters.cleans);
+  assert.equal(r.rounds.reduce((n, x) => n + x.bitmap_syncs, 0), r.bitmap_syncs, 'each CLEAN counted in one round');
 });
 
 test('xen-legacy: PEEK before each 1024-page batch, pages dirtied again since the pass began are skipped and counted; the last pass skips nothing', async () => {

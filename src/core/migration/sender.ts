@@ -449,12 +449,15 @@ class Sender {
 
     let decision = this.policy.decide(stats());
     let x = 0;
+    // CLEANs since the last pass (one that returned nothing sends no pass; the next round counts it).
+    let cleansSincePass = 0;
     for (;;) {
       x++;
       const first = x === 1;
       if (first || dirtyCount > 0) {
         this.rate = rateFor(false);
-        lastPass = await this.xenPass(first, first ? this.M : dirtyCount, false);
+        lastPass = await this.xenPass(first, first ? this.M : dirtyCount, cleansSincePass, false);
+        cleansSincePass = 0;
       }
       if (decision !== 'continue') break;
       iteration = x;
@@ -465,6 +468,7 @@ class Sender {
       const cleanAt = this.now();
       dirtyCount = guest.clean(this.bitmap).dirtyCount;
       this.syncs++;
+      cleansSincePass++;
       dirtyIntervalNs = cleanAt - lastCleanNs;
       lastCleanNs = cleanAt;
       decision = this.policy.decide(stats());
@@ -479,13 +483,13 @@ class Sender {
     const finalDirty = guest.clean(this.bitmap, this.saver.finalCleanFlag).dirtyCount;
     this.syncs++;
     this.rate = rateFor(true);
-    await this.xenPass(false, finalDirty, true);
+    await this.xenPass(false, finalDirty, cleansSincePass + 1, true);
     return pauseAt;
   }
 
   /** One Xen pass: every page (`all`), or the pages set in the CLEAN's bitmap. */
-  private async xenPass(all: boolean, dirty: number, final: boolean): Promise<RoundStats> {
-    const r = this.openRound(dirty, all ? this.M : dirty, all ? 0 : 1, final);
+  private async xenPass(all: boolean, dirty: number, cleans: number, final: boolean): Promise<RoundStats> {
+    const r = this.openRound(dirty, all ? this.M : dirty, cleans, final);
     const peekSkip = this.saver.skipRedirtied && !final;
     const skip = this.scratch;
     const b = this.builder;
