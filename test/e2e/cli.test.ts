@@ -4,7 +4,7 @@
  * no stack trace, `run` on the shared trace. Bounded in time.
  */
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -150,8 +150,23 @@ describe('memvisor CLI contract', { timeout: 300_000 }, () => {
     assert.equal(badCert.code, 1);
     assert.equal(badCert.stderr.trim().split('\n').length, 1, badCert.stderr);
     assert.match(badCert.stderr, /^memvisor: --tls-cert\/--tls-key: not a usable PEM/);
-    const r = spawnSync(process.execPath, [BIN, 'receive', '--listen', '127.0.0.1:0'], { encoding: 'utf8', timeout: 3000 });
-    assert.equal(r.stderr.match(/listening on/g)?.length, 1, r.stderr);
+    // A long-lived receiver: wait (bounded) until it announces itself, give it a moment to repeat, then stop it.
+    const rx = spawn(process.execPath, [BIN, 'receive', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    rx.stderr.setEncoding('utf8');
+    try {
+      await new Promise<void>((res, rej) => {
+        const t = setTimeout(() => rej(new Error(`no 'listening on' within 60 s: ${stderr}`)), 60_000);
+        rx.stderr.on('data', (d: string) => {
+          stderr += d;
+          if (stderr.includes('listening on')) { clearTimeout(t); setTimeout(res, 500); }
+        });
+        rx.on('exit', (code) => { clearTimeout(t); rej(new Error(`receive exited (${code}) before listening: ${stderr}`)); });
+      });
+    } finally {
+      rx.kill('SIGKILL');
+    }
+    assert.equal(stderr.match(/listening on/g)?.length, 1, stderr);
   });
 
   it('run --trace on a real trace prints MMU statistics', () => {
