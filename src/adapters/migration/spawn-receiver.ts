@@ -29,6 +29,8 @@ export interface SpawnReceiverOptions {
   readonly once?: boolean;
   /** Populate this much destination memory before listening (MiB). */
   readonly preallocMiB?: number;
+  /** The receiver's --io-timeout (ms; default its own, 30 s). */
+  readonly ioTimeoutMs?: number;
   readonly startTimeoutMs?: number;
   /** Extra node flags for the receiver process (e.g. `--cpu-prof`, which NODE_OPTIONS refuses). */
   readonly execArgv?: readonly string[];
@@ -41,6 +43,7 @@ export function spawnReceiver(o: SpawnReceiverOptions = {}): Promise<SpawnedRece
   if (o.token !== undefined) args.push('--token', o.token);
   if (o.once) args.push('--once');
   if (o.preallocMiB) args.push('--prealloc-mib', String(o.preallocMiB));
+  if (o.ioTimeoutMs !== undefined) args.push('--io-timeout', String(o.ioTimeoutMs / 1000));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

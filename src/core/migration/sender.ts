@@ -84,6 +84,8 @@ export interface SenderObserver {
   progress?(round: number, done: number, total: number, bytesSent: number): void;
   /** After every round. */
   round?(r: RoundStats): void;
+  /** On entering a phase ('live', 'stop-and-copy', 'verify'), with the round about to run (−1 if none). */
+  phase?(phase: MigrationPhase, round: number): void;
 }
 
 /** Per-round counters (field names as `migrate --json` prints them). */
@@ -237,6 +239,11 @@ class Sender {
     this.transport.close();
   }
 
+  private enter(phase: MigrationPhase, round: number): void {
+    this.phase = phase;
+    this.deps.observer?.phase?.(phase, round);
+  }
+
   private now(): number {
     return this.clock.nowNs();
   }
@@ -268,7 +275,7 @@ class Sender {
         this.alloc,
       ),
     ]);
-    this.phase = 'live';
+    this.enter('live', 0);
 
     // Pre-copy: send_memory_live.
     let iteration = 0;
@@ -317,7 +324,7 @@ class Sender {
     }
 
     // Stop-and-copy: suspend_and_send_dirty.
-    this.phase = 'stop-and-copy';
+    this.enter('stop-and-copy', x);
     const pauseAt = this.now();
     await this.syncGuestTime();
     guest.pause();
@@ -334,7 +341,7 @@ class Sender {
     await this.passTime(vcpuRec.length, false);
     const vcpuDoneAt = this.now();
 
-    this.phase = 'verify';
+    this.enter('verify', this.round);
     const digestStart = this.now();
     const digest = await this.sourceDigest(vcpu);
     const sourceDigestMs = (this.now() - digestStart) / NS_PER_MS;
