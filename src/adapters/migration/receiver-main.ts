@@ -49,6 +49,7 @@ async function main(): Promise<number> {
       once: { type: 'boolean', default: false },
       'prealloc-mib': { type: 'string' },
       'io-timeout': { type: 'string' },
+      migrations: { type: 'string' },
     },
   });
   const { host, port } = parseListen(values.listen!);
@@ -65,6 +66,7 @@ async function main(): Promise<number> {
       once: values.once,
       preallocPages: values['prealloc-mib'] ? Number(values['prealloc-mib']) * 256 : undefined,
       ...(ioTimeoutS !== undefined ? { ioTimeoutMs: ioTimeoutS * 1000 } : {}),
+      ...(values.migrations !== undefined ? { migrations: Number(values.migrations) } : {}),
     },
     {
       logger: {

@@ -50,6 +50,8 @@ export interface ReceiverOptions {
   readonly token?: string;
   /** Return after the first attempt, even a failed one (default: wait for a completed migration). */
   readonly once?: boolean;
+  /** Return after this many verified migrations (default 1); the leak check runs 200 through one receiver. */
+  readonly migrations?: number;
   /** Give up after this many failed attempts (default unlimited). */
   readonly maxAttempts?: number;
   /** A connection silent this long, or slower than MIN_BYTES_PER_SEC over a window this long, is dropped (default 30 s). */
@@ -194,6 +196,7 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
   const attempts: AttemptRecord[] = [];
   let busy = false;
   let boundPort = opts.port;
+  let verifiedCount = 0;
   const ioTimeoutMs = opts.ioTimeoutMs ?? DEFAULT_IO_TIMEOUT_MS;
   const maxPageCount = opts.maxPageCount ?? Math.floor(totalmem() / 4096);
 
@@ -346,6 +349,7 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
           busy = false;
           watchdog.stop();
           socket.end(encodeControl(verdict));
+          if (o.verified && ++verifiedCount < (opts.migrations ?? 1) && !opts.once) return; // listen for the next one
           finish({ verified: o.verified, outcome: o, memory: session!.memory, vcpuState: session!.vcpuState });
         }
       };
