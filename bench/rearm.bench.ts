@@ -1,6 +1,6 @@
 /**
  * Lazy re-arm: ENABLE and CLEAN on a 128 GiB guest against a 1 GiB guest, in
- * every Xen HAP mode, in one run.
+ * every x86 Xen HAP mode, in one run.
  *
  *   node --import tsx bench/rearm.bench.ts
  *
@@ -20,7 +20,10 @@ import { GiB } from '../src/core/units.ts';
 
 const RUNS = 21;
 const SIZES = [1 * GiB, 128 * GiB];
-const MODES = ['ept-wp', 'npt-wp', 'ept-pml', 'arm-wp'];
+// arm-wp is not here: it follows the ARM dirty-tracing series, whose ENABLE is an eager
+// walk (its cost grows with the guest by design) and whose CLEAN re-protects the recorded
+// pages only (arm-wp.test.ts checks both).
+const MODES = ['ept-wp', 'npt-wp', 'ept-pml'];
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -36,11 +36,19 @@ export interface ModeOptions {
   readonly pmlFlush?: 'on-demand' | 'every-exit';
   /** arm-wp: keep the dirty set as a bitmap, or as the list of faulting addresses. */
   readonly armDirtySet?: 'bitmap' | 'list';
-  /** kvm-bitmap: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 (GET then CLEAR in 64-page chunks). */
+  /**
+   * kvm-bitmap, kvm-ring: KVM on Intel with PML (kvm_intel.pml=1, the default: true) or
+   * without it (false: kvm_intel.pml=0, or an AMD host without PML), see kvm-tdp-mmu.ts.
+   */
+  readonly kvmPml?: boolean;
+  /** kvm-bitmap: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 (GET, then CLEAR chunk by chunk as QEMU does). */
   readonly kvmManualProtect?: boolean;
   /** kvm-bitmap with manual protect: KVM_DIRTY_LOG_INITIALLY_SET. */
   readonly kvmInitiallySet?: boolean;
-  /** kvm-bitmap with manual protect: pages per KVM_CLEAR_DIRTY_LOG call (a multiple of 64; default 64). */
+  /**
+   * kvm-bitmap with manual protect: pages per KVM_CLEAR_DIRTY_LOG call, a power of two in
+   * [2^6, 2^31] (QEMU's 1 << clear_bmap_shift); default 2^18 (CLEAR_BITMAP_SHIFT_DEFAULT).
+   */
   readonly kvmClearChunkPages?: number;
   /** kvm-ring: entries per vCPU ring (power of two). */
   readonly ringEntries?: number;
@@ -75,6 +83,17 @@ export interface DirtyMode extends PagingMode {
    */
   beforeGuestWrite?(vcpu: Vcpu | null, gpa: number): void;
   afterGuestWrite?(vcpu: Vcpu | null, gpa: number, sizeBytes: number): void;
+  /**
+   * Optional (kvm-bitmap with manual protect): a migration sender takes over
+   * KVM_CLEAR_DIRTY_LOG as QEMU's does. From this call on, harvest only GETs
+   * and marks each clear chunk holding a returned bit; `beforeSend(gfn)`
+   * clears gfn's chunk, if marked, before the page is read to be sent
+   * (QEMU migration_bitmap_clear_dirty). Without it the clears run at
+   * harvest: a trace replay sends nothing between two harvests.
+   */
+  deferClearsToSender?(): void;
+  /** Optional: the sender is about to read gfn to send it (see deferClearsToSender). */
+  beforeSend?(gfn: number): void;
   /** Stops tracking (Xen OFF / clear KVM_MEM_LOG_DIRTY_PAGES); hardware-cached state is flushed first. */
   disable(): void;
   readonly enabled: boolean;
