@@ -4,10 +4,14 @@
  * receiver, checked against oracles that do not use the code under test:
  *
  *   - every harvest (each CLEAN the sender makes, the stop-and-copy one
- *     included) must contain every page whose bytes changed since the
- *     previous harvest (or since ENABLE): a naive model that compares a
- *     snapshot of each page's contents, so a write the mode failed to log
- *     shows as a missing bit, whatever the addressing or vCPU did it;
+ *     included) must contain every page whose bytes differ from the bytes
+ *     the sender last read of it (at ENABLE for a page not read since): a
+ *     naive model that keeps a copy of each page as sent, so a write the
+ *     mode failed to log shows as a missing bit, whatever the addressing or
+ *     vCPU did it. (As sent, not as harvested: with KVM's manual protect,
+ *     a page stays writable and unlogged between GET and its chunk's lazy
+ *     CLEAR, which runs just before the page is read — a write there
+ *     leaves with the page, as in QEMU.)
  *   - the migration verifies (destination digest == source digest), and the
  *     destination holds, page by page, the bytes the paused source holds.
  *
@@ -49,12 +53,21 @@ class HarvestOracle implements MigratableGuest {
   harvests = 0;
   lost = 0;
   firstLoss = '';
-  /** A copy of every page's bytes at the last harvest (or ENABLE). */
-  private snap: Uint8Array;
+  /** A copy of every page's bytes as the sender last read it (or at ENABLE). */
+  private readonly sent: Uint8Array;
   private readonly now: Uint8Array;
+  private readonly one = new Uint8Array(PAGE);
+  readonly beforeSend?: (gfn: number) => void;
   constructor(readonly g: MigratableDomain) {
-    this.snap = new Uint8Array(g.pageCount * PAGE);
+    this.sent = new Uint8Array(g.pageCount * PAGE);
     this.now = new Uint8Array(g.pageCount * PAGE);
+    if (g.beforeSend) this.beforeSend = (gfn) => g.beforeSend!(gfn);
+  }
+  /** The sender reads a page to send it (or to hash it): that is the copy the destination gets. */
+  private noteSent(gfn: number): void {
+    this.one.fill(0);
+    this.g.readPage(gfn, this.one, 0);
+    this.sent.set(this.one, gfn * PAGE);
   }
   get pageCount() { return this.g.pageCount; }
   get vcpuCount() { return this.g.vcpuCount; }
@@ -63,11 +76,17 @@ class HarvestOracle implements MigratableGuest {
     out.fill(0);
     for (let gfn = 0; gfn < this.g.pageCount; gfn++) this.g.readPage(gfn, out, gfn * PAGE);
   }
-  readPage(gfn: number, dst: Uint8Array, off: number) { return this.g.readPage(gfn, dst, off); }
-  viewPage(gfn: number, view: PageView) { return this.g.viewPage(gfn, view); }
+  readPage(gfn: number, dst: Uint8Array, off: number) {
+    this.noteSent(gfn);
+    return this.g.readPage(gfn, dst, off);
+  }
+  viewPage(gfn: number, view: PageView) {
+    this.noteSent(gfn);
+    return this.g.viewPage(gfn, view);
+  }
   enableLogDirty() {
     this.g.enableLogDirty();
-    this.contents(this.snap);
+    this.contents(this.sent);
   }
   clean(bitmap: Uint32Array) {
     const r = this.g.clean(bitmap);
@@ -76,13 +95,12 @@ class HarvestOracle implements MigratableGuest {
     this.contents(now);
     for (let gfn = 0; gfn < this.g.pageCount; gfn++) {
       const o = gfn * PAGE;
-      if (Buffer.compare(now.subarray(o, o + PAGE), this.snap.subarray(o, o + PAGE)) === 0) continue;
+      if (Buffer.compare(now.subarray(o, o + PAGE), this.sent.subarray(o, o + PAGE)) === 0) continue;
       if ((bitmap[gfn >>> 5]! & (1 << (gfn & 31))) === 0) {
-        if (this.lost === 0) this.firstLoss = `gfn ${gfn} changed but is not in harvest ${this.harvests}`;
+        if (this.lost === 0) this.firstLoss = `gfn ${gfn} changed since it was sent but is not in harvest ${this.harvests}`;
         this.lost++;
       }
     }
-    this.snap.set(now);
     return r;
   }
   disableLogDirty() { this.g.disableLogDirty(); }
@@ -101,10 +119,12 @@ function modeOptionsFor(mode: string, rng: Xoshiro128): ModeOptions {
     case 'ept-pml': return { pmlFlush: pick(rng, ['on-demand', 'every-exit'] as const) };
     case 'arm-wp': return { armDirtySet: pick(rng, ['bitmap', 'list'] as const) };
     case 'kvm-bitmap': {
+      const kvmPml = (rng.nextU32() & 1) === 1;
       const manual = (rng.nextU32() & 1) === 1;
-      return manual ? { kvmManualProtect: true, kvmInitiallySet: (rng.nextU32() & 1) === 1, kvmClearChunkPages: 64 * (1 + (rng.nextU32() % 4)) } : {};
+      return manual ? { kvmPml, kvmManualProtect: true, kvmInitiallySet: (rng.nextU32() & 1) === 1, kvmClearChunkPages: 64 << (rng.nextU32() % 4) } : { kvmPml };
     }
-    case 'kvm-ring': return { ringEntries: pick(rng, [256, 1024, 4096]) };
+    // With PML a ring needs room for a full PML log (576 reserved entries): 1024 and up.
+    case 'kvm-ring': return { kvmPml: (rng.nextU32() & 1) === 1, ringEntries: pick(rng, [1024, 4096]) };
     default: return {};
   }
 }
