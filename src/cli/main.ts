@@ -97,12 +97,15 @@ traceLikeOptions(
     .option('--trace <file>', 'drive the guest with a lackey trace')
     .option('--mode <mode>', `${modeHelp} (default ept-pml)`)
     .option('--policy <name>', 'stop policy: xen, xen-legacy, qemu, clark, adaptive (default xen)')
-    .option('--bandwidth <MiB/s>', 'modelled link bandwidth under the virtual clock (default 1000); a cap under the real clock (default none)')
+    .option('--bandwidth <MiB/s>', "the saver's rate cap: QEMU max-bandwidth (default 128), lifted at switchover; on the other savers a cap on every pass (default none)")
+    .option('--link <MiB/s>', 'modelled link capacity under the virtual clock (default 1250, 10 GbE): the speed wherever no cap applies')
     .option('--latency <ms>', 'modelled one-way link latency (virtual clock); default 0.1')
     .option('--dirty-rate <pages/s>', 'pages a workload writes per (virtual) second, default 20000; with --trace, records per second, default 1000000')
-    .option('--downtime-limit <ms>', 'qemu and adaptive policies: downtime target (default 300)')
+    .option('--downtime-limit <ms>', 'qemu and adaptive policies: downtime limit (default 300)')
     .option('--clock <clock>', 'virtual (modelled link, deterministic) or real (wall clock, real socket)')
-    .option('--fill <how>', 'random (a guest that has been running; default) or zero (freshly booted)')
+    .option('--fill <how>', 'random (a guest that has been running; default) or zero (freshly booted); with --wss only the working set holds data')
+    .option('--wss <size>', 'working set: the workload writes within the first SIZE of guest memory (default all of it)')
+    .option('--skip-unchanged', 'skip dirty pages whose content hash is unchanged since their last send (on by default only for adaptive)')
     .option('--to <host:port>', 'a receiver already listening (memvisor receive)')
     .option('--tls', 'connect with TLS')
     .option('--tls-ca <file>', 'CA certificate that signed the receiver\'s certificate')
@@ -137,6 +140,7 @@ program
   .option('--dirty-rate <pages/s>', 'accesses (page writes) per virtual second; default 20000')
   .option('--clean-every <n>', 'accesses per round (default: a quarter of a virtual second)')
   .option('--seed <n>', 'seed')
+  .option('--addressing <how>', 'identity (workload address = gpa; default) or paged (a guest OS maps gvas: the walk view shows 2-D walks)')
   .option('--no-start', 'wait for the page to start a run')
   .option('--json', 'print one JSON object {url, mode, workload, dirty_rate, mem_bytes} instead of the URL line')
   .action(async (opts) => (await import('./commands/dashboard.ts')).dashboardCommand(opts));
@@ -157,6 +161,28 @@ program
   .option('--required', 'access_required: a violation with no listener crashes the domain')
   .option('--json', 'print one JSON object')
   .action(async (opts) => (await import('./commands/access.ts')).accessCommand(opts));
+
+program
+  .command('walk')
+  .description('run a guest up to record N, then show that record\'s 2-D walk reference by reference: entries decoded, A/D set, caches, the exit')
+  .option('--trace <file>', 'Valgrind lackey trace (plain or gzip, or - for stdin)')
+  .option('--workload <name>', 'uniform, hotspot, zipf, sequential, read-mostly')
+  .option('--record <n>', 'the record whose walk to show (1 = the first I/L/S/M record)')
+  .option('--mode <mode>', `optional ${modeHelp}`)
+  .option('--format <fmt>', 'p2m format when no mode is given: ept, npt, arm (default ept)')
+  .option('--addressing <how>', 'identity (a 1-D walk: trace address = gpa) or paged (guest page tables: the 2-D walk); default identity')
+  .option('--page-size <size>', 'guest RAM mapped in the p2m with 4k or 2m pages')
+  .option('--vcpus <n>', 'vCPUs running the guest')
+  .option('--vcpu <k>', 'the vCPU whose MMU walks (default: the one that runs record N)')
+  .option('--cold', 'flush the TLB, nested TLB and PDE cache first (for the explanation only)')
+  .option('--mem <size>', 'guest memory (default 1T for traces under identity addressing, else 1G)')
+  .option('--clean-every <n>', 'with --mode: records per log-dirty round (CLEAN after each), as trace')
+  .option('--count <n>', 'accesses a synthetic workload makes (default: N)')
+  .option('--seed <n>', 'seed for synthetic workloads')
+  .option('--pml-flush <when>', 'ept-pml: on-demand (Xen) or every-exit')
+  .option('--shadow-pool <kind>', "shadow: xen or prealloc")
+  .option('--json', 'print one JSON object')
+  .action(async (opts) => (await import('./commands/walk.ts')).walkCommand(opts));
 
 program.addOption(new Option('--debug').hideHelp());
 

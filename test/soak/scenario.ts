@@ -103,6 +103,8 @@ class HarvestOracle implements MigratableGuest {
     }
     return r;
   }
+  /** PEEK reads without clearing (legacy libxc's skip): not a harvest, nothing to check. */
+  peek(bitmap: Uint32Array) { return this.g.peek(bitmap); }
   disableLogDirty() { this.g.disableLogDirty(); }
   pause() { this.g.pause(); }
   unpause() { this.g.unpause(); }
