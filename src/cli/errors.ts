@@ -19,7 +19,7 @@ const USER_FACING = new Set([
   'UsageError', 'ArgParseError', 'TraceParseError', 'TraceReadError', 'SizeParseError', 'HostPortParseError',
   'UnknownModeError', 'UnknownWorkloadError', 'UnknownPolicyError', 'DomainStateError', 'ReplayError',
   'GuestCrashedError', 'OutOfFramesError', 'GuestAddressError', 'GuestMemoryError', 'LogDirtyRefusedError',
-  'MigrationFailedError', 'LinkLostError', 'ReceiverRejectedError', 'HandshakeRefusedError', 'StreamDecodeError',
+  'MigrationFailedError', 'LinkLostError', 'IoTimeoutError', 'ReceiverRejectedError', 'HandshakeRefusedError', 'StreamDecodeError',
   'TransportError',
 ]);
 

@@ -110,7 +110,8 @@ traceLikeOptions(
     .option('--tls', 'connect with TLS')
     .option('--tls-ca <file>', 'CA certificate that signed the receiver\'s certificate')
     .option('--insecure', 'with --tls: accept a self-signed receiver certificate without checking it')
-    .option('--token <secret>', 'shared token the receiver requires'),
+    .option('--token <secret>', 'shared token the receiver requires')
+    .option('--io-timeout <seconds>', 'end the attempt when the link makes no progress for this long (default 30); the source keeps running'),
   'migrate',
 ).action(async (opts) => (await import('./commands/migrate.ts')).migrateCommand(opts));
 
@@ -122,6 +123,8 @@ program
   .option('--tls-key <file>', 'TLS private key')
   .option('--token <secret>', 'require this shared token from the sender')
   .option('--once', 'exit after one migration (verified or not)')
+  .option('--io-timeout <seconds>', 'drop a connection that sends nothing for this long, or less than 1 KiB/s over that window (default 30)')
+  .option('--max-mem <size>', 'refuse a migration of a guest larger than this, before allocating anything (default: this host\'s memory)')
   .option('--prealloc <size>', 'allocate and touch this much destination memory before listening (a guest up to that size then migrates with no page faults in the stream)')
   .option('--json', 'print one JSON object per event')
   .action(async (opts) => (await import('./commands/receive.ts')).receiveCommand(opts));

@@ -35,6 +35,17 @@ export function numberFlag(flag: string, text: string | undefined, dflt: number,
   return n;
 }
 
+/**
+ * `--io-timeout SECONDS` (migrate, receive): how long a migration link may
+ * make no progress before the attempt ends. More than 0, at most a day. In ms.
+ */
+export function ioTimeoutFlag(text: string | undefined, dfltSeconds = 30): number {
+  if (text === undefined) return dfltSeconds * 1000;
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 86_400) throw new UsageError(`--io-timeout: expected seconds, more than 0 and at most 86400, got '${text}'`);
+  return n * 1000;
+}
+
 export function choiceFlag<T extends string>(flag: string, text: string | undefined, choices: readonly T[], dflt: T): T {
   if (text === undefined) return dflt;
   if (!(choices as readonly string[]).includes(text)) {

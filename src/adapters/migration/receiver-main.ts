@@ -1,6 +1,6 @@
 /**
  * Standalone receiver process: `node --import tsx src/adapters/migration/receiver-main.ts
- *   --listen host:port [--json] [--tls-cert F --tls-key F] [--token T] [--once]`.
+ *   --listen host:port [--json] [--tls-cert F --tls-key F] [--token T] [--once] [--io-timeout S]`.
  * First stdout line: {"event":"listening","host","port"} (so a parent can use
  * port 0 and learn the port); last line: {"event":"result",…} with --json,
  * else a one-line summary. Log lines go to stderr. Exit 0 iff verified.
@@ -48,10 +48,14 @@ async function main(): Promise<number> {
       token: { type: 'string' },
       once: { type: 'boolean', default: false },
       'prealloc-mib': { type: 'string' },
+      'io-timeout': { type: 'string' },
+      migrations: { type: 'string' },
     },
   });
   const { host, port } = parseListen(values.listen!);
   if (!!values['tls-cert'] !== !!values['tls-key']) throw new Error('--tls-cert and --tls-key go together');
+  const ioTimeoutS = values['io-timeout'] === undefined ? undefined : Number(values['io-timeout']);
+  if (ioTimeoutS !== undefined && !(ioTimeoutS > 0)) throw new Error(`--io-timeout expects seconds > 0, got "${values['io-timeout']}"`);
   const tlsOpts = values['tls-cert'] ? { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']!) } : undefined;
   const r = await runReceiver(
     {
@@ -61,6 +65,8 @@ async function main(): Promise<number> {
       token: values.token,
       once: values.once,
       preallocPages: values['prealloc-mib'] ? Number(values['prealloc-mib']) * 256 : undefined,
+      ...(ioTimeoutS !== undefined ? { ioTimeoutMs: ioTimeoutS * 1000 } : {}),
+      ...(values.migrations !== undefined ? { migrations: Number(values.migrations) } : {}),
     },
     {
       logger: {

@@ -29,6 +29,10 @@ export interface SpawnReceiverOptions {
   readonly once?: boolean;
   /** Populate this much destination memory before listening (MiB). */
   readonly preallocMiB?: number;
+  /** The receiver's --io-timeout (ms; default its own, 30 s). */
+  readonly ioTimeoutMs?: number;
+  /** Exit after this many verified migrations (default 1). */
+  readonly migrations?: number;
   readonly startTimeoutMs?: number;
   /** Extra node flags for the receiver process (e.g. `--cpu-prof`, which NODE_OPTIONS refuses). */
   readonly execArgv?: readonly string[];
@@ -41,6 +45,8 @@ export function spawnReceiver(o: SpawnReceiverOptions = {}): Promise<SpawnedRece
   if (o.token !== undefined) args.push('--token', o.token);
   if (o.once) args.push('--once');
   if (o.preallocMiB) args.push('--prealloc-mib', String(o.preallocMiB));
+  if (o.ioTimeoutMs !== undefined) args.push('--io-timeout', String(o.ioTimeoutMs / 1000));
+  if (o.migrations !== undefined) args.push('--migrations', String(o.migrations));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

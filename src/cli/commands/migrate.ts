@@ -22,7 +22,7 @@ import { spawnReceiver, type SpawnedReceiver } from '../../adapters/migration/sp
 import { UsageError } from '../errors.ts';
 import { claimReportFile, writeReportFile } from '../report-file.ts';
 import { requireRecords } from '../source.ts';
-import { choiceFlag, fileFlag, intFlag, memFlag, modeFlag, numberFlag, sizeFlag, workloadFlag } from '../options.ts';
+import { choiceFlag, fileFlag, intFlag, ioTimeoutFlag, memFlag, modeFlag, numberFlag, sizeFlag, workloadFlag } from '../options.ts';
 import { QEMU_DEFAULT_MAX_BANDWIDTH } from '../../core/migration/qemu-thread.ts';
 import { formatSize, Progress, renderKeyValue, renderTable } from '../output.ts';
 import { parseHostPort } from '../parse-size.ts';
@@ -47,6 +47,7 @@ export interface MigrateFlags extends TraceFlags {
   insecure?: boolean;
   token?: string;
   report?: string;
+  ioTimeout?: string;
 }
 
 /** Records in the first batch of a trace (0: empty, or only comments); read errors and bad lines throw as usual. */
@@ -89,6 +90,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   const wssBytes = sizeFlag('--wss', f.wss, memBytes);
   if (wssBytes <= 0 || wssBytes > memBytes) throw new UsageError(`--wss: ${f.wss} must be more than 0 and at most --mem (${formatSize(memBytes)})`);
   const seed = intFlag('--seed', f.seed, 1, 0);
+  const ioTimeoutMs = ioTimeoutFlag(f.ioTimeout);
   const pageSize = choiceFlag('--page-size', f.pageSize, ['4k', '2m'] as const, '4k');
   const target = f.to === undefined ? null : parseHostPort(f.to, { flag: '--to' });
   if (f.tls && target === null) throw new UsageError('--tls needs --to host:port: the receiver migrate starts on loopback listens without TLS');
@@ -115,7 +117,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   let port: number;
   if (target === null) {
     progress.line('starting the receiver process on loopback', true);
-    receiver = await spawnReceiver({ host: '127.0.0.1', once: true, preallocMiB: Math.ceil(memBytes / 1048576), ...(f.token !== undefined ? { token: f.token } : {}) });
+    receiver = await spawnReceiver({ host: '127.0.0.1', once: true, ioTimeoutMs, preallocMiB: Math.ceil(memBytes / 1048576), ...(f.token !== undefined ? { token: f.token } : {}) });
     host = receiver.host;
     port = receiver.port;
   } else {
@@ -137,6 +139,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
       ...(f.token !== undefined ? { token: f.token } : {}),
       policy: createPolicy(policyName, { downtimeLimitMs }),
       clock,
+      ioTimeoutMs,
       link: linkModel(linkMiBps, latencyMs),
       ...(capMiBps !== null ? { capBytesPerSec: capMiBps * 1048576 } : {}),
       ...(f.skipUnchanged ? { skipUnchanged: true } : {}),
@@ -157,6 +160,12 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
             true,
           );
           lastRound = r;
+        },
+        phase(ph, round) {
+          // Printed as it happens, so whoever watches (a person, a test) knows where a stall hit.
+          if (ph === 'live') progress.line('round 0: sending every page', true);
+          else if (ph === 'stop-and-copy') progress.line(`stop-and-copy: guest paused, sending the last dirty pages (round ${round})`, true);
+          else if (ph === 'verify') progress.line("verify: sending the digest, waiting for the receiver's verdict", true);
         },
       },
     });
