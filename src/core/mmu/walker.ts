@@ -17,7 +17,8 @@
  * A full 2-D walk is 24 references (Bhargava et al., ASPLOS 2008). Like
  * hardware, we cache guest-physical translations (SDM Vol. 3C §29.4.1) in a
  * second, gfn-tagged TLB (`ntlb`), so a guest table reference usually costs one
- * nested-TLB hit plus the PTE read. It is flushed whenever the main TLB is.
+ * nested-TLB hit plus the PTE read. Guest-physical mappings depend on the p2m
+ * only, so a guest CR3 load keeps them (see Flushes).
  *
  * Accessed/dirty flags:
  *  - guest PTEs: A on every level used, D on the leaf for writes (SDM Vol. 3A §4.8);
@@ -26,13 +27,21 @@
  *  - p2m leaf: A/D when the format tracks them (EPT with A/D on, NPT); with EPT
  *    A/D on, guest paging-structure accesses are writes for EPT (SDM Vol. 3C
  *    §29.3.3.2), NPT treats them as user writes (APM Vol. 2 §15.25.5);
- *  - PML: before an EPT D 0→1 the PML index is checked (pml.ts).
+ *  - PML: before an EPT A or D 0→1 the PML index is checked; only D 0→1 is logged (pml.ts).
  *
  * Guest privilege is not modelled: every access is a supervisor access with
  * CR0.WP=1 (writes need R/W at every level; fetches need NX clear everywhere).
  *
- * Flushes: explicit flush(), setCr3() (no PCIDs), and the p2m's onFlush hook
- * (any p2m change the CPU may have cached), as Xen's ept_sync_domain / INVEPT.
+ * Flushes — which caches, when:
+ *  - flush() (INVEPT / INVLPGA / TLBI VMALLS12E1; the domain calls it on every
+ *    vCPU from the p2m's onFlush hook, on any p2m change the CPU may have
+ *    cached, as Xen's ept_sync_domain): the TLB, the nested TLB and the PDE
+ *    cache, all three;
+ *  - setCr3() (MOV to CR3, no PCIDs): the TLB and the PDE cache, which hold
+ *    gva-tagged (linear / combined) translations; the nested TLB keeps its
+ *    gfn-tagged guest-physical ones (SDM Vol. 3A §4.10.4.1: MOV to CR3
+ *    invalidates linear and combined mappings; Vol. 3C §29.4.3.1: guest-physical
+ *    mappings go only with INVEPT).
  *
  * Shadow paging (shadow/, modes/shadow.ts): when `shadowMode` is on, the CPU
  * runs with CR3 pointing at the hypervisor's shadow tables, so a TLB miss is a
@@ -379,7 +388,15 @@ export class Mmu {
               }
             }
           } else {
-            if (!fmt.accessed(lo, hi)) fmt.setAccessed(w, i);
+            if (!fmt.accessed(lo, hi)) {
+              // SDM Vol. 3C §29.3.6: the PML index is checked before the CPU sets an EPT accessed
+              // flag as well as a dirty one; a full log exits and the flag is not set. Only D 0→1
+              // is logged. Xen presets A in every EPT leaf it writes (p2m-ept.c
+              // ept_p2m_type_to_flags: entry->a = !!cpu_has_vmx_ept_ad), so this never fires on a
+              // Xen-built p2m and the exit counts do not change.
+              if (this.pml.enabled && (hwFlags & HW_EPT_AD) !== 0 && this.pml.isFull()) return this.pmlFull(refs, gfn, gpa, gva, need, final);
+              fmt.setAccessed(w, i);
+            }
             dirtyOk = fmt.dirty(lo, hi);
           }
         }

@@ -66,8 +66,14 @@ export interface DirtyMode extends PagingMode {
   enable(): void;
   /** Reads the dirty set without resetting it (Xen PEEK; KVM: GET in manual-protect, else a copy). */
   peek(bitmap: Uint32Array | null): HarvestResult;
-  /** Reads and resets the dirty set and re-arms tracking (see header). */
-  harvest(bitmap: Uint32Array | null): HarvestResult;
+  /**
+   * Reads and resets the dirty set and re-arms tracking (see header).
+   * `final`: the saver's last harvest — Xen modes pass
+   * XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL (paging_log_dirty_op: frames Xen holds
+   * write-mapped are marked dirty first) and count it in the op log; KVM has
+   * no such flag and ignores it.
+   */
+  harvest(bitmap: Uint32Array | null, final?: boolean): HarvestResult;
   /**
    * A write the guest made to gfn without the hardware path seeing it (the
    * guest OS model writes its page tables through the software view): record
@@ -101,6 +107,28 @@ export interface DirtyMode extends PagingMode {
   trackingBytes(): number;
   /** Cycles the toolstack and hypervisor spent in peek/harvest/enable/disable so far (not charged to vCPUs). */
   readonly controlCycles: number;
+  /**
+   * The mechanism's own count of page writes it recorded as the guest ran,
+   * cumulative since the mode was made: PML entries the CPU logged
+   * (pmlEntriesLogged), plus writes recorded on the write-fault path — a
+   * log-dirty write fault that marked the page (ept-wp, npt-wp, arm-wp, a
+   * superpage under ept-pml), a write fetch that marked it (shadow), a KVM
+   * write fault that set the bitmap bit or pushed the ring entry. Not counted:
+   * recalc and read faults, PML / list / ring flushes (they move records
+   * already counted), the guest OS model's software-view writes
+   * (markGuestWrite). A faithful mechanism records each page once per tracking
+   * window, at its first write there; dirty-mode.contract.test.ts checks each
+   * window's delta against the naive model's count of first writes, so a
+   * mechanism that logs more (every write, every walk) fails it.
+   */
+  readonly writesLogged: number;
+}
+
+/** PML entries the CPUs of `domain` have written to their logs since they were made (PmlUnit.logged). */
+export function pmlEntriesLogged(domain: Domain): number {
+  let n = 0;
+  for (const v of domain.vcpus) n += v.mmu.pml.logged;
+  return n;
 }
 
 export type ModeFactory = (domain: Domain, opts: ModeOptions) => DirtyMode;

@@ -38,12 +38,12 @@ import type { Domain } from '../domain/domain.ts';
 import { DefaultPagingMode } from '../domain/paging-mode.ts';
 import type { Vcpu } from '../domain/vcpu.ts';
 import { PFNS_PER_L3_SLOT, PFNS_PER_L4_SLOT, PFNS_PER_LEAF } from '../logdirty/dirty-trie.ts';
-import { LogDirty, type LogDirtyMechanism, type PausableDomain, type ShadowOpResult } from '../logdirty/log-dirty.ts';
+import { LogDirty, SHADOW_LOGDIRTY_FINAL, type LogDirtyMechanism, type PausableDomain, type ShadowOpResult } from '../logdirty/log-dirty.ts';
 import type { ExitAction, ExitInfo } from '../mmu/exit-info.ts';
 import type { P2mFormatName } from '../p2m/p2m-format.ts';
 import { P2mType } from '../p2m/p2m-type.ts';
 import { ENTRIES_PER_TABLE, PAGE_SIZE } from '../units.ts';
-import type { DirtyMode, HarvestResult, ModeName, ModeOptions } from './dirty-mode.ts';
+import { pmlEntriesLogged, type DirtyMode, type HarvestResult, type ModeName, type ModeOptions } from './dirty-mode.ts';
 
 /** A toolstack operation refused (wrong state, wrong format, Xen errno): user-facing. */
 export class DirtyModeError extends Error {
@@ -100,6 +100,8 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
   private readonly drainMark: (gfn: number) => void;
   /** Whether the PEEK/CLEAN under way is a CLEAN (read by flushSoftwareCached, domain paused). */
   private cleaning = false;
+  /** PML entries logged before this mode was made (the vCPUs' counters are per MMU). */
+  private readonly pmlBase: number;
 
   constructor(readonly domain: Domain, name: ModeName, format: P2mFormatName, readonly options: ModeOptions = {}) {
     super();
@@ -116,6 +118,7 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
       flushHardwareCached: () => this.flushCached(),
     };
     this.logDirty.bindMechanism(this.mechanism);
+    this.pmlBase = pmlEntriesLogged(domain);
     const p2m = domain.p2m;
     this.drainMark = (gfn: number) => {
       p2m.changeTypeOne(gfn, P2mType.RamLogdirty, P2mType.RamRw);
@@ -176,6 +179,11 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
     return this.logDirty.isEnabled;
   }
 
+  /** Write faults that marked a page (faults.logDirtyWrites), plus PML entries logged (DirtyMode.writesLogged). */
+  get writesLogged(): number {
+    return this.faults.logDirtyWrites + pmlEntriesLogged(this.domain) - this.pmlBase;
+  }
+
   enable(): void {
     check(this.logDirty.enableLogDirty(), 'ENABLE_LOGDIRTY', this);
   }
@@ -184,8 +192,8 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
     return this.logDirtyOp(false, bitmap);
   }
 
-  harvest(bitmap: Uint32Array | null): HarvestResult {
-    return this.logDirtyOp(true, bitmap);
+  harvest(bitmap: Uint32Array | null, final = false): HarvestResult {
+    return this.logDirtyOp(true, bitmap, final);
   }
 
   /** OFF. As in Xen, OFF when log-dirty is already off is accepted (the saver always ends with OFF). */
@@ -204,7 +212,7 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
     return 0;
   }
 
-  private logDirtyOp(clean: boolean, bitmap: Uint32Array | null): HarvestResult {
+  private logDirtyOp(clean: boolean, bitmap: Uint32Array | null, final = false): HarvestResult {
     const op = clean ? 'CLEAN' : 'PEEK';
     if (!this.logDirty.isEnabled) {
       throw new DirtyModeError(`${this.name}: ${op} on domain ${this.domain.id}, but log-dirty is not enabled; ENABLE it first`);
@@ -213,10 +221,11 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
     if (bitmap !== null && bitmap.length * 32 < pages) {
       throw new DirtyModeError(`${this.name}: ${op} bitmap holds ${bitmap.length * 32} bits, the guest has ${pages} pages`);
     }
+    const mode = final ? SHADOW_LOGDIRTY_FINAL : 0;
     this.cleaning = clean;
     let r: ShadowOpResult;
     try {
-      r = clean ? this.logDirty.clean(bitmap, pages) : this.logDirty.peek(bitmap, pages);
+      r = clean ? this.logDirty.clean(bitmap, pages, mode) : this.logDirty.peek(bitmap, pages, mode);
     } finally {
       this.cleaning = false;
     }

@@ -93,6 +93,13 @@ export class KvmRingMode extends KvmTdpMode {
     };
   }
 
+  /** DirtyMode.writesLogged: entries pushed onto the rings (free-running dirty indices), less the guest OS model's. */
+  override get writesLogged(): number {
+    let pushed = 0;
+    for (const ring of this.rings) pushed += ring.dirtyIndex;
+    return pushed - this.softwareViewLogs;
+  }
+
   // ---------------------------------------------------------------- exit side
 
   protected logWrite(vcpu: Vcpu, gfn: number): void {

@@ -82,7 +82,7 @@ import { P2M_ROOT_LEVEL, levelIndex, levelSpan } from '../p2m/p2m-format.ts';
 import { P2mType, PERM_W } from '../p2m/p2m-type.ts';
 import { PAGE_SIZE } from '../units.ts';
 import { ExitReason } from '../vm-exit.ts';
-import type { DirtyMode, HarvestResult, ModeName, ModeOptions } from './dirty-mode.ts';
+import { pmlEntriesLogged, type DirtyMode, type HarvestResult, type ModeName, type ModeOptions } from './dirty-mode.ts';
 import { DirtyModeError } from './hap-log-dirty.ts';
 
 /** The one memslot the KVM modes register (as_id 0, id 0). */
@@ -120,6 +120,12 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
   readonly pml: boolean;
   /** KVM_MEM_LOG_DIRTY_PAGES is set on the slot. */
   protected logging = false;
+  /** Writes logged (bitmap bit set, ring entry pushed) from the write-fault path. */
+  protected faultWritesLogged = 0;
+  /** Writes logged for the guest OS model's software-view writes (markGuestWrite). */
+  protected softwareViewLogs = 0;
+  /** PML entries logged before this mode was made (the vCPUs' counters are per MMU). */
+  private readonly pmlBase: number;
   /** Whether new frames come in write-protected (tracking armed on the slot). */
   private armed = false;
   // Mask being applied by protectMasked (read by protectVisit: no closure per call).
@@ -151,6 +157,7 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
     }
     this.name = name;
     this.pml = opts.kvmPml ?? true;
+    this.pmlBase = pmlEntriesLogged(domain);
     this.npages = domain.memory.pageCount;
     const p2m = domain.p2m;
     this.protectVisit = (gfn, r) => {
@@ -199,7 +206,18 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
 
   /** mark_page_dirty from a write the hardware path did not see (the guest OS model's table writes). */
   markGuestWrite(vcpu: Vcpu, gfn: number): void {
-    if (this.logging) this.logWrite(vcpu, gfn);
+    if (!this.logging) return;
+    this.logWrite(vcpu, gfn);
+    this.softwareViewLogs++;
+  }
+
+  /**
+   * DirtyMode.writesLogged: writes logged from the write-fault path, plus the
+   * PML entries the CPUs logged since this mode was made (kvm-ring counts its
+   * ring pushes instead, which the PML flushes feed).
+   */
+  get writesLogged(): number {
+    return this.faultWritesLogged + pmlEntriesLogged(this.domain) - this.pmlBase;
   }
 
   /** Requests checked before VM entry (vcpu_enter_guest); the ring's soft-full exit. */
@@ -264,7 +282,10 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
   /** fast_page_fault on a write-protected SPTE (the default path's write to ram_logdirty). */
   override logDirtyWrite(vcpu: Vcpu, gfn: number, order: number): ExitAction {
     const costs = vcpu.domain.costs;
-    if (this.logging) this.logWrite(vcpu, gfn);
+    if (this.logging) {
+      this.logWrite(vcpu, gfn);
+      this.faultWritesLogged++;
+    }
     const p2m = vcpu.domain.p2m;
     if (order === 0) {
       this.quietBegin();
