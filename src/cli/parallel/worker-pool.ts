@@ -69,48 +69,42 @@ export async function runInWorkers<T, R>(tasks: readonly T[], jobs: number, onDo
     await new Promise<void>((resolve, reject) => {
       let running = 0;
       let failed = false;
-      const startOn = (w: Worker): void => {
+      const fail = (e: Error): void => {
+        if (failed) return;
+        failed = true;
+        reject(e);
+      };
+      const startOn = (w: Worker, slot: { task: Pending<T> | null }): void => {
         const next = queue.shift();
+        slot.task = next ?? null;
         if (next === undefined) {
           if (running === 0) resolve();
           return;
         }
         running++;
-        let settled = false;
-        const onMessage = (m: { id: number; ok: boolean; result?: R; error?: { name: string; message: string; userFacing: boolean } }): void => {
-          if (m.id !== next.index) return;
-          settled = true;
-          w.off('message', onMessage);
-          running--;
-          if (failed) return;
-          if (!m.ok) {
-            failed = true;
-            reject(new TaskError(m.error!.name, m.error!.message, m.error!.userFacing));
-            return;
-          }
-          results[next.index] = m.result!;
-          onDone?.(next.index, m.result!);
-          startOn(w);
-        };
-        w.on('message', onMessage);
-        w.once('exit', (code) => {
-          if (!settled && !failed) {
-            failed = true;
-            reject(new Error(`worker thread exited (code ${code}) while running task ${next.index}`));
-          }
-        });
         w.postMessage({ id: next.index, task: next.task });
       };
       for (let k = 0; k < n; k++) {
         const w = startWorker();
-        w.on('error', (e) => {
-          if (!failed) {
-            failed = true;
-            reject(e);
-          }
+        // The task this worker runs now (one listener of each kind per worker, whatever the number of tasks).
+        const slot: { task: Pending<T> | null } = { task: null };
+        w.on('message', (m: { id: number; ok: boolean; result?: R; error?: { name: string; message: string; userFacing: boolean } }) => {
+          const t = slot.task;
+          if (t === null || m.id !== t.index) return;
+          slot.task = null;
+          running--;
+          if (failed) return;
+          if (!m.ok) return fail(new TaskError(m.error!.name, m.error!.message, m.error!.userFacing));
+          results[t.index] = m.result!;
+          onDone?.(t.index, m.result!);
+          startOn(w, slot);
+        });
+        w.on('error', fail);
+        w.on('exit', (code) => {
+          if (slot.task !== null) fail(new Error(`worker thread exited (code ${code}) while running task ${slot.task.index}`));
         });
         workers.push(w);
-        startOn(w);
+        startOn(w, slot);
       }
     });
   } finally {
