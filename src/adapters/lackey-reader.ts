@@ -31,6 +31,7 @@
  * across two chunks is copied (into `carry`).
  */
 import { createReadStream } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
 import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { AccessKind, type AccessBatch, type AccessSource } from '../core/workload/access-batch.ts';
@@ -79,8 +80,11 @@ export interface LackeyReaderOptions {
   readonly chunkBytes?: number;
   /**
    * Read and inflate a file on a worker thread (trace-bytes-thread.ts), so
-   * that it overlaps parsing and the engine on this one (default true; stdin
-   * and `input` streams are always read here).
+   * that it overlaps parsing and the engine on this one. Default: when a
+   * core is free (load average below the cores less one) — on a saturated
+   * machine the hand-offs between the two threads wait on the scheduler and
+   * replay measured 1.6–4× slower than reading here (BENCHMARKS.md). Stdin
+   * and `input` streams are always read here.
    */
   readonly thread?: boolean;
 }
@@ -143,7 +147,7 @@ export class LackeyReader implements AccessSource {
     this.name = `trace ${this.file}`;
     this.input = opts.input;
     this.chunkBytes = opts.chunkBytes ?? 256 * 1024;
-    this.useThread = opts.thread ?? true;
+    this.useThread = opts.thread ?? loadavg()[0]! < availableParallelism() - 1 + 0.5;
   }
 
   /** Lines consumed so far ('==' and blank lines included). */
