@@ -37,7 +37,7 @@ const warm: number[] = [];
 console.log(`${MIB} MiB, ${RUNS} runs; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 for (let i = 0; i < RUNS; i++) {
   lazy.push(await copyIn(new PagedMemory(PAGES)));
-  background.push(await copyIn(backgroundPrefaulted(PAGES).memory));
+  background.push(await copyIn(backgroundPrefaulted(PAGES, undefined, true).memory));
   const pre = new PagedMemory(PAGES);
   pre.prefault();
   warm.push(await copyIn(pre));

@@ -26,7 +26,7 @@ function pageOf(gfn: number): Uint8Array {
 describe('backgroundPrefaulted', { timeout: 60_000 }, () => {
   it('allocates every slab, and pages written before and while the helper runs keep their bytes', async () => {
     const pages = 40_000; // three slabs (16,384 pages each), the last partial
-    const { memory, done } = backgroundPrefaulted(pages, Number.MAX_SAFE_INTEGER);
+    const { memory, done } = backgroundPrefaulted(pages, Number.MAX_SAFE_INTEGER, true);
     const written = new Map<number, Uint8Array>();
     // Written at once, before the helper thread has started: it must leave them as they are.
     for (let gfn = 0; gfn < pages; gfn += 97) {
@@ -46,13 +46,17 @@ describe('backgroundPrefaulted', { timeout: 60_000 }, () => {
 
   it('a guest larger than half the free memory stays lazy (slabs on first write); one within it is built', async () => {
     const MiB = 1 << 20;
-    const lazy = backgroundPrefaulted(16_384, 100 * MiB); // 64 MiB guest, 50 MiB allowed
+    const lazy = backgroundPrefaulted(16_384, 100 * MiB, true); // 64 MiB guest, 50 MiB allowed
     await settled(lazy.done);
     assert.equal(lazy.memory.allocatedBytes, 0);
     lazy.memory.writePage(5, pageOf(5), 0);
     assert.equal(lazy.memory.allocatedBytes, 16_384 * PAGE);
-    const built = backgroundPrefaulted(16_384, 130 * MiB); // 65 MiB allowed
+    const built = backgroundPrefaulted(16_384, 130 * MiB, true); // 65 MiB allowed
     await settled(built.done);
     assert.equal(built.memory.allocatedBytes, 16_384 * PAGE);
+    // No free core: lazy whatever the size.
+    const busy = backgroundPrefaulted(16_384, 1 << 40, false);
+    await settled(busy.done);
+    assert.equal(busy.memory.allocatedBytes, 0);
   });
 });

@@ -16,9 +16,11 @@
  *
  * A guest larger than half the free memory is left lazy (slabs on first
  * non-zero write): a sparse or mostly-zero guest must not commit memory it
- * never uses.
+ * never uses. So is every guest when no core is free (load average at or
+ * above the cores − 0.5): the helper's faults then only compete with the
+ * copies (bench/prefault.bench.ts on a saturated box: no gain, BENCHMARKS.md).
  */
-import { freemem } from 'node:os';
+import { availableParallelism, freemem, loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { PagedMemory } from '../../core/migration/paged-memory.ts';
 
@@ -39,9 +41,14 @@ export interface PrefaultedMemory {
   readonly done: Promise<void>;
 }
 
-/** Destination memory of `pageCount` pages, pre-faulted by a helper thread when it fits; plain lazy memory otherwise. */
-export function backgroundPrefaulted(pageCount: number, freeBytes = freemem()): PrefaultedMemory {
-  if (pageCount * PAGE > freeBytes / 2) return { memory: new PagedMemory(pageCount), done: Promise.resolve() };
+/** A core is free for the helper: load average below the cores less a half. */
+export function coreIsFree(): boolean {
+  return loadavg()[0]! < availableParallelism() - 0.5;
+}
+
+/** Destination memory of `pageCount` pages, pre-faulted by a helper thread when it fits and a core is free; plain lazy memory otherwise. */
+export function backgroundPrefaulted(pageCount: number, freeBytes = freemem(), coreFree = coreIsFree()): PrefaultedMemory {
+  if (!coreFree || pageCount * PAGE > freeBytes / 2) return { memory: new PagedMemory(pageCount), done: Promise.resolve() };
   const memory = new PagedMemory(pageCount, (bytes) => new Uint8Array(new SharedArrayBuffer(bytes)));
   const slabs = memory.allocateAll().map((s) => s.buffer as SharedArrayBuffer);
   let worker: Worker;
