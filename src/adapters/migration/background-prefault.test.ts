@@ -23,7 +23,7 @@ function pageOf(gfn: number): Uint8Array {
   return p;
 }
 
-describe('backgroundPrefaulted', { timeout: 60_000 }, () => {
+describe('backgroundPrefaulted', { timeout: 240_000 }, () => {
   it('allocates every slab, and pages written before and while the helper runs keep their bytes', async () => {
     const pages = 40_000; // three slabs (16,384 pages each), the last partial
     const { memory, done } = backgroundPrefaulted(pages, Number.MAX_SAFE_INTEGER, true);
