@@ -23,7 +23,7 @@ const USER_FACING = new Set([
   'TransportError',
 ]);
 
-function isUserFacing(err: Error): boolean {
+export function isUserFacing(err: Error): boolean {
   let proto: object | null = Object.getPrototypeOf(err);
   while (proto && proto !== Error.prototype) {
     const ctorName = (proto as { constructor?: { name?: string } }).constructor?.name;

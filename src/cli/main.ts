@@ -87,7 +87,8 @@ traceLikeOptions(
     .command('compare')
     .description('replay the same trace (or workload) under several modes and compare exits, hypervisor cycles and tracking memory')
     .argument('[file]', 'lackey trace (plain or gzip)', '')
-    .option('--modes <list>', 'comma-separated modes (default: all)'),
+    .option('--modes <list>', 'comma-separated modes (default: all)')
+    .option('--jobs <n>', 'worker threads running modes in parallel (default: the number of cores)'),
 ).action(async (file, opts) => (await import('./commands/compare.ts')).compareCommand(file, opts));
 
 traceLikeOptions(
@@ -114,6 +115,26 @@ traceLikeOptions(
     .option('--io-timeout <seconds>', 'end the attempt when the link makes no progress for this long (default 30); the source keeps running'),
   'migrate',
 ).action(async (opts) => (await import('./commands/migrate.ts')).migrateCommand(opts));
+
+const sweep = program
+  .command('sweep')
+  .description('run a grid of experiments (GRID.json: command, base flags, varied flags, seeds) on every core; results.csv, results.jsonl, report.html')
+  .argument('<grid>', 'grid file: {"command": "migrate"|"trace"|"compare"|"access", "base": {flag: value}, "vary": {flag: [values]}, "seeds": [..]}')
+  .option('--jobs <n>', 'points run in parallel on worker threads (default: the number of cores)')
+  .option('--shard <k/n>', 'run only the k-th of n deterministic slices of the points (Slurm job arrays: scripts/slurm-sweep.sh)')
+  // Not requiredOption: commander would then ask `sweep merge` for it too (sweepCommand checks it).
+  .option('--out <dir>', 'output directory (required)')
+  .option('--resume', 'skip the points DIR already holds (an interrupted sweep)')
+  .option('--json', 'print one JSON object (what ran, where the files are)')
+  .action(async (grid, opts) => (await import('./commands/sweep.ts')).sweepCommand(grid, opts, program));
+sweep
+  .command('merge')
+  .description('join the output directories of a sweep\'s shards into the files one run would write')
+  .argument('<dirs...>', 'shard output directories')
+  .option('--out <dir>', 'output directory (required)')
+  .option('--json', 'print one JSON object')
+  // commander hands `--out` (and --json) to the parent sweep command, which defines them too.
+  .action(async (dirs, opts) => (await import('./commands/sweep.ts')).sweepMergeCommand(dirs, { ...sweep.opts(), ...opts }));
 
 program
   .command('receive')

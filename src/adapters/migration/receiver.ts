@@ -26,6 +26,7 @@ import tls from 'node:tls';
 import type { Clock } from '../../core/clock.ts';
 import { ControlReader, CONTROL_VERSION, encodeControl, type ControlMessage } from '../../core/migration/control.ts';
 import { PagedMemory, type PageStore } from '../../core/migration/paged-memory.ts';
+import { backgroundPrefaulted } from './background-prefault.ts';
 import { ReceiverSession, type ReceiverOutcome } from '../../core/migration/receiver-session.ts';
 import { StreamError } from '../../core/migration/stream/errors.ts';
 import { allocHashable } from '../../core/pagehash/page-hash.ts';
@@ -209,7 +210,8 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
   const createStore =
     opts.createStore ??
     ((h: StreamHeader): PageStore => {
-      if (!prealloc || h.pageCount > prealloc.pageCount) return new PagedMemory(h.pageCount);
+      // No memory built up front (or too little): build it now, pre-faulted by a helper thread while round 0 arrives.
+      if (!prealloc || h.pageCount > prealloc.pageCount) return backgroundPrefaulted(h.pageCount).memory;
       if (preallocDirty) prealloc.clear();
       preallocDirty = true;
       return prealloc;

@@ -85,6 +85,36 @@ export function barChart(title: string, unit: string, labels: readonly string[],
   return `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">${parts.join('')}</svg>`;
 }
 
+/** Line chart: x positions are the labels (evenly spaced, in order), one polyline with dots per series. */
+export function lineChart(title: string, unit: string, labels: readonly string[], series: readonly Series[], xLabel: string): string {
+  const legendRows = Math.ceil(series.length / 5);
+  const W = 720, L = 64, R = 16, T = 28 + 16 * legendRows, B = 40, H = 192 + T + B;
+  const plotW = W - L - R, plotH = H - T - B;
+  const max = niceMax(Math.max(0, ...series.flatMap((s) => s.values.filter(Number.isFinite))));
+  const x = (i: number) => (labels.length <= 1 ? L + plotW / 2 : L + 12 + (i * (plotW - 24)) / (labels.length - 1));
+  const y = (v: number) => T + plotH - (v / max) * plotH;
+  const parts: string[] = [`<text x="${L}" y="16" class="t">${esc(title)}</text>`];
+  for (let i = 0; i <= 4; i++) {
+    const v = (max * i) / 4;
+    parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" class="grid"/>`);
+    parts.push(`<text x="${L - 6}" y="${y(v) + 4}" class="ax" text-anchor="end">${esc(axisLabel(v))}</text>`);
+  }
+  labels.forEach((lab, i) => parts.push(`<text x="${x(i).toFixed(1)}" y="${T + plotH + 14}" class="ax" text-anchor="middle">${esc(lab)}</text>`));
+  for (const s of series) {
+    const pts = s.values.map((v, i) => [x(i), v] as const).filter(([, v]) => Number.isFinite(v));
+    parts.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.map(([px, v]) => `${px.toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"/>`);
+    for (const [px, v] of pts) parts.push(`<circle cx="${px.toFixed(1)}" cy="${y(v).toFixed(1)}" r="3" fill="${s.color}"><title>${esc(`${s.name}: ${fmt(v, 2)} ${unit}`)}</title></circle>`);
+  }
+  parts.push(`<text x="${L + plotW / 2}" y="${H - 6}" class="ax" text-anchor="middle">${esc(xLabel)}</text>`);
+  parts.push(`<text x="14" y="${T + plotH / 2}" class="ax" text-anchor="middle" transform="rotate(-90 14 ${T + plotH / 2})">${esc(unit)}</text>`);
+  series.forEach((s, k) => {
+    const lx = L + (k % 5) * 130;
+    const ly = 24 + 16 * Math.floor(k / 5);
+    parts.push(`<rect x="${lx}" y="${ly}" width="10" height="10" fill="${s.color}"/><text x="${lx + 14}" y="${ly + 9}" class="ax">${esc(s.name)}</text>`);
+  });
+  return `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">${parts.join('')}</svg>`;
+}
+
 /** One horizontal stacked bar. */
 export function stackedBar(title: string, parts: readonly { name: string; ms: number; color: string }[]): string {
   const W = 720, H = 96, L = 16, R = 16;

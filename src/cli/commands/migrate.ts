@@ -61,11 +61,10 @@ async function firstBatchRecords(trace: string): Promise<number> {
   }
 }
 
-export async function migrateCommand(f: MigrateFlags): Promise<void> {
+/** migrate's flags, each checked once (no file is read and nothing runs). */
+export function parseMigrateFlags(f: MigrateFlags) {
   if (f.trace !== undefined && f.workload !== undefined) throw new UsageError('give --trace or --workload, not both');
   const traced = f.trace !== undefined;
-  // The trace is read while the guest migrates; an empty or unreadable one is refused before any of that starts.
-  if (traced && f.trace !== '-') requireRecords(f.trace, await firstBatchRecords(f.trace!));
   const workloadName = traced ? `trace ${f.trace}` : workloadFlag(f.workload ?? 'hotspot');
   // A trace's addresses are guest-virtual: the guest OS model maps them into a compact guest.
   // The source guest is populated and filled up front; without --to the receiver on this host holds a second copy.
@@ -96,8 +95,45 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   if (f.tls && target === null) throw new UsageError('--tls needs --to host:port: the receiver migrate starts on loopback listens without TLS');
   if (!f.tls && (f.tlsCa !== undefined || f.insecure)) throw new UsageError('--tls-ca and --insecure only apply with --tls');
   const tlsCa = f.tlsCa === undefined ? undefined : fileFlag('--tls-ca', f.tlsCa);
+  return { traced, workloadName, memBytes, vcpus, mode, policyName, capMiBps, linkMiBps, latencyMs, dirtyRate, downtimeLimitMs, clock, fill, wssBytes, seed, ioTimeoutMs, pageSize, target, tlsCa };
+}
+
+export async function migrateCommand(f: MigrateFlags): Promise<void> {
+  const p = parseMigrateFlags(f);
+  // The trace is read while the guest migrates; an empty or unreadable one is refused before any of that starts.
+  if (p.traced && f.trace !== '-') requireRecords(f.trace, await firstBatchRecords(f.trace!));
   claimReportFile(f.report);
   const progress = new Progress(!f.json);
+  const { out, result } = await migrateResult(f, p, progress);
+  if (f.json) {
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  } else {
+    const rows = out.rounds.map((r) => [r.round + (r.stop_and_copy ? ' (stop)' : ''), r.dirty, r.pending, r.pages_sent, r.zero, r.skipped_redirtied, r.skipped_unchanged, r.bitmap_syncs, (r.bytes / 1048576).toFixed(1), r.duration_ms.toFixed(1)]);
+    process.stdout.write(`${renderTable(['round', 'dirty', 'pending', 'pages sent', 'zero', 'skip re-dirtied', 'skip unchanged', 'syncs', 'MiB', 'ms'], rows)}\n`);
+    process.stdout.write(
+      `${renderKeyValue([
+        ['policy / clock', `${out.policy} / ${out.clock}`],
+        ['downtime (ms)', out.downtime_ms.toFixed(2)],
+        ['total (ms)', out.total_ms.toFixed(1)],
+        ['pages sent', out.pages_sent],
+        ['MiB sent', (out.bytes_sent / 1048576).toFixed(1)],
+        ['verified', out.verified ? 'yes (digests equal)' : 'NO'],
+        ['digest', out.source_digest],
+        ...(f.report !== undefined ? [['report', f.report] as [string, string]] : []),
+      ])}\n`,
+    );
+  }
+  if (f.report !== undefined) {
+    const { renderReport } = await import('../../adapters/migration/report-html.ts');
+    writeReportFile(f.report, renderReport(result, { mode: p.mode, workload: p.workloadName, dirtyRate: p.dirtyRate, memBytes: p.memBytes }));
+  }
+  if (!result.verified) process.exitCode = 1;
+}
+
+
+/** Runs the migration `migrate --json` describes; progress lines only, nothing on stdout. */
+export async function migrateResult(f: MigrateFlags, p: ReturnType<typeof parseMigrateFlags>, progress: Progress) {
+  const { traced, workloadName, memBytes, vcpus, mode, policyName, capMiBps, linkMiBps, latencyMs, dirtyRate, downtimeLimitMs, clock, fill, wssBytes, seed, ioTimeoutMs, pageSize, target, tlsCa } = p;
 
   // The source guest: memory populated up front and filled, the workload ready.
   progress.line(`preparing a ${formatSize(memBytes)} source guest (${fill} fill)`, true);
@@ -205,29 +241,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
     link_mib_s: result.link_mib_s,
     guest_accesses: source.accessesRun,
   };
-  if (f.json) {
-    process.stdout.write(`${JSON.stringify(out)}\n`);
-  } else {
-    const rows = out.rounds.map((r) => [r.round + (r.stop_and_copy ? ' (stop)' : ''), r.dirty, r.pending, r.pages_sent, r.zero, r.skipped_redirtied, r.skipped_unchanged, r.bitmap_syncs, (r.bytes / 1048576).toFixed(1), r.duration_ms.toFixed(1)]);
-    process.stdout.write(`${renderTable(['round', 'dirty', 'pending', 'pages sent', 'zero', 'skip re-dirtied', 'skip unchanged', 'syncs', 'MiB', 'ms'], rows)}\n`);
-    process.stdout.write(
-      `${renderKeyValue([
-        ['policy / clock', `${out.policy} / ${out.clock}`],
-        ['downtime (ms)', out.downtime_ms.toFixed(2)],
-        ['total (ms)', out.total_ms.toFixed(1)],
-        ['pages sent', out.pages_sent],
-        ['MiB sent', (out.bytes_sent / 1048576).toFixed(1)],
-        ['verified', out.verified ? 'yes (digests equal)' : 'NO'],
-        ['digest', out.source_digest],
-        ...(f.report !== undefined ? [['report', f.report] as [string, string]] : []),
-      ])}\n`,
-    );
-  }
-  if (f.report !== undefined) {
-    const { renderReport } = await import('../../adapters/migration/report-html.ts');
-    writeReportFile(f.report, renderReport(result, { mode, workload: workloadName, dirtyRate, memBytes }));
-  }
-  if (!result.verified) process.exitCode = 1;
+  return { out, result };
 }
 
 
