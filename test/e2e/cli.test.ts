@@ -11,13 +11,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
+import { CLI, ROOT } from './cli-entry.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/memvisor.js');
 const SHARED_TRACE = resolve(ROOT, '../shared/traces/sort-2m.lackey.gz');
 
 function cli(args: string[], input?: string): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120_000, input, env: { ...process.env, MEMVISOR_DEBUG: '' } });
+  const r = spawnSync(process.execPath, [...CLI, ...args], { encoding: 'utf8', timeout: 120_000, input, env: { ...process.env, MEMVISOR_DEBUG: '' } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -150,7 +149,7 @@ describe('memvisor CLI contract', { timeout: 300_000 }, () => {
     assert.equal(badCert.code, 1);
     assert.equal(badCert.stderr.trim().split('\n').length, 1, badCert.stderr);
     assert.match(badCert.stderr, /^memvisor: --tls-cert\/--tls-key: not a usable PEM/);
-    const r = spawnSync(process.execPath, [BIN, 'receive', '--listen', '127.0.0.1:0'], { encoding: 'utf8', timeout: 3000 });
+    const r = spawnSync(process.execPath, [...CLI, 'receive', '--listen', '127.0.0.1:0'], { encoding: 'utf8', timeout: 3000 });
     assert.equal(r.stderr.match(/listening on/g)?.length, 1, r.stderr);
   });
 

@@ -6,9 +6,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export const RECEIVER_ENTRY = fileURLToPath(new URL('./receiver-main.ts', import.meta.url));
-/** The TypeScript loader, resolved from this package (not from the caller's working directory). */
-const TSX_LOADER = import.meta.resolve('tsx');
+/**
+ * The receiver's entry beside this module: receiver-main.js in the compiled
+ * package (dist/, run by plain node), receiver-main.ts when memvisor runs from
+ * its TypeScript sources (tests, `node --import tsx`), which then needs the
+ * loader too, resolved from this package (not from the caller's directory).
+ */
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+export const RECEIVER_ENTRY = fileURLToPath(new URL(FROM_SOURCE ? './receiver-main.ts' : './receiver-main.js', import.meta.url));
+const LOADER_ARGS: readonly string[] = FROM_SOURCE ? ['--import', import.meta.resolve('tsx')] : [];
 
 export interface SpawnedReceiver {
   readonly host: string;
@@ -36,7 +42,7 @@ export interface SpawnReceiverOptions {
 
 export function spawnReceiver(o: SpawnReceiverOptions = {}): Promise<SpawnedReceiver> {
   const host = o.host ?? '127.0.0.1';
-  const args = [...(o.execArgv ?? []), '--import', TSX_LOADER, RECEIVER_ENTRY, '--listen', `${host}:0`, '--json'];
+  const args = [...(o.execArgv ?? []), ...LOADER_ARGS, RECEIVER_ENTRY, '--listen', `${host}:0`, '--json'];
   if (o.tlsCert) args.push('--tls-cert', o.tlsCert, '--tls-key', o.tlsKey!);
   if (o.token !== undefined) args.push('--token', o.token);
   if (o.once) args.push('--once');
