@@ -7,7 +7,7 @@
  * move its memory; the destination verifies the final digest.
  */
 import { totalmem } from 'node:os';
-import { createPolicy, POLICY_NAMES } from '../../core/migration/policy/registry.ts';
+import { createPolicy, policyNames } from '../../core/migration/policy/registry.ts';
 import { linkModel } from '../../core/migration/link-model.ts';
 import type { MigrationResult, RoundStats } from '../../core/migration/sender.ts';
 import { Xoshiro128 } from '../../core/rng.ts';
@@ -70,7 +70,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   });
   const vcpus = intFlag('--vcpus', f.vcpus, 1, 1, 256);
   const mode = modeFlag(f.mode, 'ept-pml');
-  const policyName = choiceFlag('--policy', f.policy, POLICY_NAMES, 'xen');
+  const policyName = choiceFlag('--policy', f.policy, policyNames(), 'xen');
   const bandwidth = numberFlag('--bandwidth', f.bandwidth, 1000, 0.001);
   const latencyMs = numberFlag('--latency', f.latency, 0.1, 0);
   // Synthetic workloads: page writes per virtual second; traces: records per virtual second.
