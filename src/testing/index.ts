@@ -4,3 +4,4 @@
  * mode or policy they write is checked exactly as the built-in ones are.
  */
 export { dirtyModeContract, type DirtyModeSubject, type DirtyModeContractOptions } from './dirty-mode-contract.ts';
+export { stopPolicyContract, drivePrecopy, type StopPolicySubject, type PrecopyRun } from './stop-policy-contract.ts';

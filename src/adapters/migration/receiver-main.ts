@@ -1,7 +1,8 @@
 /**
  * Standalone receiver process: `node --import tsx src/adapters/migration/receiver-main.ts
  *   --listen host:port [--json] [--tls-cert F --tls-key F] [--token T] [--once]`.
- * First stdout line: {"event":"listening","host","port"} (so a parent can use
+ * With --prealloc-mib, {"event":"preparing","pages_done","pages"} lines while
+ * memory is built; then {"event":"listening","host","port"} (so a parent can use
  * port 0 and learn the port); last line: {"event":"result",…} with --json,
  * else a one-line summary. Log lines go to stderr. Exit 0 iff verified.
  * The CLI's `memvisor receive` calls runReceiver the same way.
@@ -67,6 +68,8 @@ async function main(): Promise<number> {
         info: (m) => process.stderr.write(`receiver: ${m}\n`),
         warn: (m) => process.stderr.write(`receiver: ${m}\n`),
       },
+      // Written synchronously (stdout is a pipe): the parent sees progress while the prefault loop runs.
+      onPrealloc: (done, pages) => process.stdout.write(JSON.stringify({ event: 'preparing', pages_done: done, pages }) + '\n'),
       onListening: (a) => process.stdout.write(JSON.stringify({ event: 'listening', host: a.host, port: a.port }) + '\n'),
     },
   );

@@ -57,6 +57,8 @@ export interface ReceiverIo {
   readonly clock?: Clock;
   /** Called after every attempt, failed or not. */
   readonly onAttempt?: (a: AttemptRecord) => void;
+  /** Called as preallocation progresses (after each 64 MiB), before listening. */
+  readonly onPrealloc?: (pagesDone: number, pageCount: number) => void;
 }
 
 export interface AttemptRecord {
@@ -179,7 +181,7 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
   let prealloc: PagedMemory | undefined;
   if (opts.preallocPages) {
     prealloc = new PagedMemory(opts.preallocPages);
-    prealloc.prefault();
+    prealloc.prefault(io.onPrealloc);
   }
   let preallocDirty = false;
   const createStore =
