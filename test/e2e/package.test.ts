@@ -42,7 +42,7 @@ describe('npm pack, installed into an empty project', { timeout: 900_000 }, () =
     mkdirSync(project);
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'uses-memvisor', private: true, type: 'module' }));
     execFileSync(NPM, ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball], { cwd: project, stdio: 'ignore', timeout: 600_000 });
-  });
+  }, { timeout: 900_000 });
   after(() => rmSync(work, { recursive: true, force: true }));
 
   it('ships what a user needs and nothing of the sources or tests', () => {
