@@ -4,7 +4,7 @@
  * no stack trace, `run` on the shared trace. Bounded in time.
  */
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +18,26 @@ const SHARED_TRACE = resolve(ROOT, '../shared/traces/sort-2m.lackey.gz');
 function cli(args: string[], input?: string): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [...CLI, ...args], { encoding: 'utf8', timeout: 120_000, input, env: { ...process.env, MEMVISOR_DEBUG: '' } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Starts the CLI, resolves with its stderr 1 s after it holds a whole line (or at exit, or after `boundMs`), then ends it. */
+function firstStderrLine(args: string[], boundMs: number): Promise<string> {
+  const child = spawn(process.execPath, [...CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      child.kill();
+      resolve(err);
+    };
+    const timer = setTimeout(done, boundMs);
+    child.stderr.on('data', (d: Buffer) => {
+      const had = err.includes('\n');
+      err += d.toString();
+      if (!had && err.includes('\n')) setTimeout(done, 1000);
+    });
+    child.on('close', done);
+  });
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'memvisor-cli-'));
@@ -149,8 +169,9 @@ describe('memvisor CLI contract', { timeout: 300_000 }, () => {
     assert.equal(badCert.code, 1);
     assert.equal(badCert.stderr.trim().split('\n').length, 1, badCert.stderr);
     assert.match(badCert.stderr, /^memvisor: --tls-cert\/--tls-key: not a usable PEM/);
-    const r = spawnSync(process.execPath, [...CLI, 'receive', '--listen', '127.0.0.1:0'], { encoding: 'utf8', timeout: 3000 });
-    assert.equal(r.stderr.match(/listening on/g)?.length, 1, r.stderr);
+    // Waits for the line itself (a loaded machine may take seconds to start the process), bounded generously.
+    const stderr = await firstStderrLine(['receive', '--listen', '127.0.0.1:0'], 60_000);
+    assert.match(stderr, /^receiver: listening on 127\.0\.0\.1:\d+\n$/);
   });
 
   it('run --trace on a real trace prints MMU statistics', () => {

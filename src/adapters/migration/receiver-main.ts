@@ -8,14 +8,17 @@
  * The CLI's `memvisor receive` calls runReceiver the same way.
  */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runReceiver, type ReceiverResult } from './receiver.ts';
+import { formatHostPort } from './host-port.ts';
 
 export function receiverResultJson(r: ReceiverResult): Record<string, unknown> {
   const o = r.outcome;
   return {
     event: 'result',
-    listen: `${r.host}:${r.port}`,
+    listen: formatHostPort(r.host, r.port),
     tls: r.tls,
     verified: r.verified,
     source_digest: o?.sourceDigest ?? null,
@@ -83,7 +86,8 @@ async function main(): Promise<number> {
   return r.verified ? 0 : 1;
 }
 
-const isMain = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').pop()!);
+// Run as a script (not imported, e.g. by `memvisor receive` for receiverResultJson): the whole path, since src/cli/main.ts ends in main.ts too.
+const isMain = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === resolve(process.argv[1]);
 if (isMain) {
   main().then(
     (code) => process.exit(code),

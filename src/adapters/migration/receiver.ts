@@ -22,6 +22,7 @@ import { StreamError } from '../../core/migration/stream/errors.ts';
 import { allocHashable } from '../../core/pagehash/page-hash.ts';
 import type { StreamHeader } from '../../core/migration/stream/format.ts';
 import { wallClock } from './wall-clock.ts';
+import { formatHostPort } from './host-port.ts';
 
 export interface ReceiverOptions {
   readonly host: string;
@@ -359,7 +360,7 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
     server.listen(opts.port, opts.host, () => {
       const a = server.address() as net.AddressInfo;
       boundPort = a.port;
-      log.info(`listening on ${opts.host}:${a.port}${opts.tls ? ' (TLS)' : ''}`);
+      log.info(`listening on ${formatHostPort(opts.host, a.port)}${opts.tls ? ' (TLS)' : ''}`);
       io.onListening?.({ host: opts.host, port: a.port });
     });
   });

@@ -26,6 +26,7 @@ import { choiceFlag, fileFlag, intFlag, memFlag, modeFlag, numberFlag, workloadF
 import { formatSize, Progress, renderKeyValue, renderTable } from '../output.ts';
 import { parseHostPort } from '../parse-size.ts';
 import { modeOptionsFrom, type TraceFlags } from './trace.ts';
+import { formatHostPort } from '../../adapters/migration/host-port.ts';
 
 export interface MigrateFlags extends TraceFlags {
   trace?: string;
@@ -111,7 +112,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
     host = target.host;
     port = target.port;
   }
-  progress.line(`migrating the ${formatSize(memBytes)} guest (${workloadName} at ${dirtyRate} ${traced ? 'records' : 'pages'}/s, ${mode}, policy ${policyName}, ${clock} clock) to ${host}:${port}`, true);
+  progress.line(`migrating the ${formatSize(memBytes)} guest (${workloadName} at ${dirtyRate} ${traced ? 'records' : 'pages'}/s, ${mode}, policy ${policyName}, ${clock} clock) to ${formatHostPort(host, port)}`, true);
 
   let lastRound: RoundStats | null = null;
   let barRound = -1;
