@@ -62,6 +62,10 @@ writeFileSync(
 const empty = join(dir, 'empty.lackey');
 writeFileSync(empty, '');
 
+/** 6,000 good records, then a line that does not parse (line 6002, after the first read batches). */
+const badLate = join(dir, 'bad-late.lackey');
+writeFileSync(badLate, ['==1== Lackey', ...Array.from({ length: 6000 }, (_, k) => ` S ${(0x10000000 + (k % 500) * 4096).toString(16)},8`), ' X zzz', ''].join('\n'));
+
 describe('memvisor CLI contract', { timeout: 300_000 }, () => {
   it('trace --json prints the contract object, one CLEAN per window and one after the partial window', () => {
     for (const mode of ['ept-wp', 'ept-pml', 'npt-wp', 'arm-wp', 'kvm-bitmap', 'kvm-ring', 'shadow']) {
@@ -140,6 +144,8 @@ describe('memvisor CLI contract', { timeout: 300_000 }, () => {
       { args: ['compare', '-', '--modes', 'ept-wp'], re: /^memvisor: compare reads the trace once per mode, so it needs a file/m },
       { args: ['access', '--mode', 'write', '--trace', empty], re: /^memvisor: .*empty\.lackey: no I, L, S or M records/m },
       { args: ['migrate', '--trace', empty, '--mem', '8M'], re: /^memvisor: .*empty\.lackey: no I, L, S or M records/m },
+      // A bad line anywhere in the trace is an input error named by file and line, found before the migration starts.
+      { args: ['migrate', '--trace', badLate, '--mem', '8M'], re: /^memvisor: .*bad-late\.lackey:6002: (?!.*migration failed)/m },
       { args: ['run', '--trace', process.execPath], re: /^memvisor: .*:1: binary data, not a lackey trace/m },
       { args: ['run', '--workload', 'uniform', '--seed', '-1'], re: /^memvisor: --seed: -1 is out of range \(0\.\./m },
       { args: ['bogus'], re: /^memvisor: unknown command 'bogus' \(run with --help for usage\)$/m },

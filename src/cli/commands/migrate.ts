@@ -47,11 +47,18 @@ export interface MigrateFlags extends TraceFlags {
 }
 
 /** Records in the first batch of a trace (0: empty, or only comments); read errors and bad lines throw as usual. */
-async function firstBatchRecords(trace: string): Promise<number> {
+/**
+ * Reads the whole trace once (streamed) and returns its record count: a line
+ * that does not parse is the user's input error, reported with its file and
+ * line before any receiver or migration starts (not as a failed migration).
+ */
+async function checkTrace(trace: string): Promise<number> {
   const reader = new LackeyReader(trace);
   try {
-    const batch = new AccessBatch(1024);
-    return (await reader.fill(batch)) ? batch.length : 0;
+    const batch = new AccessBatch(8192);
+    let records = 0;
+    while (await reader.fill(batch)) records += batch.length;
+    return records;
   } finally {
     reader.close();
   }
@@ -60,8 +67,8 @@ async function firstBatchRecords(trace: string): Promise<number> {
 export async function migrateCommand(f: MigrateFlags): Promise<void> {
   if (f.trace !== undefined && f.workload !== undefined) throw new UsageError('give --trace or --workload, not both');
   const traced = f.trace !== undefined;
-  // The trace is read while the guest migrates; an empty or unreadable one is refused before any of that starts.
-  if (traced && f.trace !== '-') requireRecords(f.trace, await firstBatchRecords(f.trace!));
+  // The trace is read while the guest migrates; an empty, unreadable or malformed one is refused before any of that starts.
+  if (traced && f.trace !== '-') requireRecords(f.trace, await checkTrace(f.trace!));
   const workloadName = traced ? `trace ${f.trace}` : workloadFlag(f.workload ?? 'hotspot');
   // A trace's addresses are guest-virtual: the guest OS model maps them into a compact guest.
   // The source guest is populated and filled up front; without --to the receiver on this host holds a second copy.
