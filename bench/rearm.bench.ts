@@ -1,6 +1,6 @@
 /**
  * Lazy re-arm: ENABLE and CLEAN on a 128 GiB guest against a 1 GiB guest, in
- * every Xen HAP mode, in one run.
+ * every x86 Xen HAP mode, in one run.
  *
  *   node --import tsx bench/rearm.bench.ts
  *
@@ -11,16 +11,21 @@
  * lets the vCPUs recompute one 512-entry table per misconfig. The bench
  * times ENABLE and CLEAN (null bitmap: the re-arm, not the copy-out, which is
  * O(guest) by nature) as wall-clock medians, and reports the engine's own
- * control-cycle count. Target: 128 GiB costs ≤ 2× 1 GiB.
+ * control-cycle count. Target: 128 GiB costs ≤ 2× 1 GiB. The two sizes run
+ * interleaved, alternating which goes first in each run.
  */
 import { performance } from 'node:perf_hooks';
 import { Domain } from '../src/core/domain/domain.ts';
 import { modeEntry } from '../src/core/modes/registry.ts';
+import type { DirtyMode } from '../src/core/modes/dirty-mode.ts';
 import { GiB } from '../src/core/units.ts';
 
 const RUNS = 21;
 const SIZES = [1 * GiB, 128 * GiB];
-const MODES = ['ept-wp', 'npt-wp', 'ept-pml', 'arm-wp'];
+// arm-wp is not here: it follows the ARM dirty-tracing series, whose ENABLE is an eager
+// walk (its cost grows with the guest by design) and whose CLEAN re-protects the recorded
+// pages only (arm-wp.test.ts checks both).
+const MODES = ['ept-wp', 'npt-wp', 'ept-pml'];
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -34,38 +39,59 @@ interface Figures {
   cleanCycles: number;
 }
 
-function measure(modeName: string, memBytes: number): Figures {
+interface Case {
+  readonly mode: DirtyMode;
+  readonly enable: number[];
+  readonly clean: number[];
+  enableCycles: number;
+  cleanCycles: number;
+}
+
+function setUp(modeName: string, memBytes: number): Case {
   const entry = modeEntry(modeName);
   const domain = new Domain({ format: entry.format, memBytes, vcpus: 2 });
   const pages = memBytes / 4096;
   for (let gfn = 0; gfn < pages; gfn += 512) domain.memory.populate(gfn);
   const mode = entry.create(domain, {});
   domain.setPagingMode(mode);
-  const enable: number[] = [];
-  const clean: number[] = [];
-  let enableCycles = 0;
-  let cleanCycles = 0;
+  return { mode, enable: [], clean: [], enableCycles: 0, cleanCycles: 0 };
+}
+
+/** One ENABLE, CLEAN (null bitmap), OFF cycle, timed. */
+function once(c: Case): void {
+  const mode = c.mode;
+  let c0 = mode.controlCycles;
+  let t0 = performance.now();
+  mode.enable();
+  c.enable.push(performance.now() - t0);
+  c.enableCycles = mode.controlCycles - c0;
+  c0 = mode.controlCycles;
+  t0 = performance.now();
+  mode.harvest(null);
+  c.clean.push(performance.now() - t0);
+  c.cleanCycles = mode.controlCycles - c0;
+  mode.disable();
+}
+
+/**
+ * Both sizes of one mode, run by run, alternating which size goes first
+ * (1 GiB first on even runs, 128 GiB first on odd ones), so neither size
+ * always runs on a warmer or a busier moment of the box.
+ */
+function measure(modeName: string): Figures[] {
+  const cases = SIZES.map((s) => setUp(modeName, s));
   for (let i = 0; i < RUNS; i++) {
-    let c0 = mode.controlCycles;
-    let t0 = performance.now();
-    mode.enable();
-    enable.push(performance.now() - t0);
-    enableCycles = mode.controlCycles - c0;
-    c0 = mode.controlCycles;
-    t0 = performance.now();
-    mode.harvest(null);
-    clean.push(performance.now() - t0);
-    cleanCycles = mode.controlCycles - c0;
-    mode.disable();
+    const order = i % 2 === 0 ? cases : [...cases].reverse();
+    for (const c of order) once(c);
   }
-  return { enableMs: median(enable), cleanMs: median(clean), enableCycles, cleanCycles };
+  return cases.map((c) => ({ enableMs: median(c.enable), cleanMs: median(c.clean), enableCycles: c.enableCycles, cleanCycles: c.cleanCycles }));
 }
 
 console.log(`lazy re-arm, median of ${RUNS}; one page populated per 2 MiB`);
 console.log('mode      size     ENABLE ms  CLEAN ms  ENABLE cycles  CLEAN cycles');
 let worst = 0;
 for (const m of MODES) {
-  const figs = SIZES.map((s) => measure(m, s));
+  const figs = measure(m);
   figs.forEach((f, i) =>
     console.log(
       `${m.padEnd(9)} ${String(SIZES[i]! / GiB).padStart(4)} GiB ${f.enableMs.toFixed(4).padStart(9)} ${f.cleanMs.toFixed(4).padStart(9)} ${String(f.enableCycles).padStart(14)} ${String(f.cleanCycles).padStart(13)}`,

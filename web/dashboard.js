@@ -273,12 +273,140 @@ function drawMigration() {
   ], { empty: 'no migration yet' });
 }
 
+
+// ---------- walk view ----------
+// The server explains one translation with the engine's own walker (POST /api/walk,
+// src/core/explain/walk-explainer.ts); the page only places its references in the
+// classic 2-D figure and steps through them. Nothing is walked here.
+
+const walkUi = { walk: null, step: 0 };
+
+const GUEST_TABLES = ['guest L4 table', 'guest L3 table', 'guest L2 table', 'guest L1 table', 'data gpa'];
+
+/** Grid shape: [rows, columns, row headers, column headers]. */
+function walkShape(w) {
+  const second = w.format === 'arm' ? ['stage-2 L0', 'stage-2 L1', 'stage-2 L2', 'stage-2 L3'] : [`${w.format.toUpperCase()} L4`, `${w.format.toUpperCase()} L3`, `${w.format.toUpperCase()} L2`, `${w.format.toUpperCase()} L1`];
+  if (w.walk === '2-d') return [5, 5, [...second, 'guest entry'], GUEST_TABLES];
+  if (w.walk === 'shadow') return [1, 4, ['shadow'], ['L4', 'L3', 'L2', 'L1']];
+  return [4, 1, second, ['gpa (1-D walk)']];
+}
+
+/** [row, column] of a memory reference in the figure. */
+function walkCell(w, r) {
+  const secondRow = w.format === 'arm' ? r.level : 4 - r.level;
+  if (w.walk === '2-d') return r.stage === 'guest' ? [4, r.column] : [secondRow, r.column];
+  if (w.walk === 'shadow') return [0, 4 - r.level];
+  return [secondRow, 0];
+}
+
+function describeRef(w, r, k) {
+  if (r.cached_by) return `${k + 1}. ${r.name}: answered by the ${{ tlb: 'TLB', nested_tlb: 'nested TLB', pde_cache: 'PDE cache' }[r.cached_by]}${r.gpa ? ` (gpa ${r.gpa})` : ''} — no memory reference`;
+  const fields = Object.entries(r.fields).map(([f, v]) => (v === true ? f : v === false ? `-${f}` : `${f}=${v}`)).join(' ');
+  return `${k + 1}. ${r.name} (${r.purpose})${r.gpa && r.stage === 'second' ? `, translating gpa ${r.gpa}` : ''}\n` +
+    `   table ${r.stage === 'guest' ? 'gpa' : 'hpa'} ${r.table} [${r.index}]\n   entry ${r.entry}\n   ${fields}` +
+    (r.set.length ? `\n   set by this walk: ${r.set.join(' ')}` : '');
+}
+
+function outcomeText(w) {
+  const refs = `${w.memory_references} memory reference${w.memory_references === 1 ? '' : 's'}${w.cold ? ' (cold)' : ''}`;
+  if (w.exit === null) {
+    const path = w.walk === '1-d' ? `gpa ${w.gpa} → hpa ${w.hpa}` : `gva ${w.gva} → ${w.gpa ? `gpa ${w.gpa}` : 'gpa (the TLB maps gva to host frame)'} → hpa ${w.hpa}`;
+    return `${refs}; ${path}`;
+  }
+  const e = w.exit;
+  const code = e.code ? `, ${e.code_name} ${e.code}: ${Object.entries(e.decoded).map(([f, v]) => (v === true ? f : v === false ? `-${f}` : `${f}=${v}`)).join(' ')}` : '';
+  const who = e.to === 'guest' ? 'guest page fault (#PF, handled by the guest)' : `VM exit ${e.reason}`;
+  return `${refs}; ${who}${e.gpa ? ` at gpa ${e.gpa}` : e.gva ? ` at gva ${e.gva}` : ''}${e.table_access ? ' on a guest paging-structure access' : ''}${e.recalc ? ' (recalc-marked entry)' : ''}${code}`;
+}
+
+function drawWalk() {
+  const w = walkUi.walk;
+  const grid = $('walkGrid');
+  if (w === null) return;
+  const [rows, cols, rowNames, colNames] = walkShape(w);
+  const cells = Array.from({ length: rows }, () => Array.from({ length: cols }, () => ({ kind: '', html: '', title: '', cls: '' })));
+  const refs = w.references;
+  const shown = Math.min(walkUi.step, refs.length);
+  let n = 0;
+  for (let k = 0; k < shown; k++) {
+    const r = refs[k];
+    if (r.cached_by === 'tlb') {
+      for (const row of cells) for (const c of row) Object.assign(c, { kind: 'skip', html: 'TLB', title: describeRef(w, r, k) });
+    } else if (r.cached_by === 'pde_cache') {
+      const col = r.column;
+      for (let y = 0; y < rows; y++) Object.assign(cells[y][col], { kind: 'skip', html: 'PDE cache', title: describeRef(w, r, k) });
+    } else if (r.cached_by === 'nested_tlb') {
+      if (r.purpose === 'guest A/D write') continue;
+      for (let y = 0; y < Math.min(4, rows); y++) Object.assign(cells[y][r.column], { kind: 'skip', html: 'nested TLB', title: describeRef(w, r, k) });
+    } else {
+      n++;
+      if (r.purpose === 'guest A/D write') continue; // the write-back's translation: listed in the detail, not a cell of the figure
+      const [y, x] = walkCell(w, r);
+      Object.assign(cells[y][x], {
+        kind: 'ref', cls: r.stage === 'guest' ? 'guest' : '', title: describeRef(w, r, k),
+        html: `<span class="n">${n}</span>${escapeHtml(r.name)}${r.set.length ? `<br><span class="set">+${escapeHtml(r.set.join(' '))}</span>` : ''}`,
+      });
+    }
+  }
+  // The last reference shown is the current one.
+  if (shown > 0) {
+    const r = refs[shown - 1];
+    if (r.cached_by === null && r.purpose !== 'guest A/D write') {
+      const [y, x] = walkCell(w, r);
+      cells[y][x].cls += ' current';
+    }
+  }
+  if (shown === refs.length && w.walk === '2-d') {
+    const c = cells[4][4];
+    if (w.exit !== null) Object.assign(c, { kind: 'exit', html: escapeHtml(w.exit.reason), title: outcomeText(w) });
+    else if (c.kind === '') Object.assign(c, { kind: 'data', html: `hpa<br>${escapeHtml(w.hpa)}`, title: outcomeText(w) });
+  }
+  const head = `<tr><th></th>${colNames.map((c) => `<th>${escapeHtml(c)}</th>`).join('')}</tr>`;
+  const body = cells.map((row, y) => `<tr><th class="rowh">${escapeHtml(rowNames[y])}</th>${row.map((c) =>
+    `<td${c.kind ? ` data-kind="${c.kind}"` : ''}${c.cls ? ` class="${c.cls.trim()}"` : ''} title="${escapeHtml(c.title)}">${c.html}</td>`).join('')}</tr>`).join('');
+  grid.innerHTML = head + body;
+  grid.dataset.walk = w.walk;
+  $('walkStep').textContent = `${shown} / ${refs.length} rows · ${n} memory reference${n === 1 ? '' : 's'} so far`;
+  $('walkOutcome').textContent = shown === refs.length ? outcomeText(w) : 'stepping…';
+  $('walkOutcome').dataset.done = shown === refs.length ? '1' : '0';
+  $('walkDetail').textContent = shown > 0 ? describeRef(w, refs[shown - 1], shown - 1) : (w.gva ? `gva ${w.gva}` : `gpa ${w.gpa}`) + `, ${w.access}, vCPU ${w.vcpu}, ${w.format}`;
+  for (const td of grid.querySelectorAll('td[title]')) td.onmouseenter = () => { if (td.title) $('walkDetail').textContent = td.title; };
+}
+
+async function doWalk(body) {
+  const j = await post('/api/walk', { vcpu: Number($('walkVcpu').value), access: $('walkAccess').value, cold: $('walkCold').checked, ...body });
+  if (j === null) return;
+  walkUi.walk = j;
+  walkUi.step = 0;
+  $('walkAddr').value = j.address;
+  drawWalk();
+}
+
+function initWalk() {
+  $('walkGo').onclick = () => doWalk({ address: $('walkAddr').value.trim() });
+  $('walkFirst').onclick = () => { walkUi.step = 0; drawWalk(); };
+  $('walkBack').onclick = () => { walkUi.step = Math.max(0, walkUi.step - 1); drawWalk(); };
+  $('walkNext').onclick = () => { if (walkUi.walk) { walkUi.step = Math.min(walkUi.walk.references.length, walkUi.step + 1); drawWalk(); } };
+  $('walkAll').onclick = () => { if (walkUi.walk) { walkUi.step = walkUi.walk.references.length; drawWalk(); } };
+  // A page of the heatmap: the guest frame under the pointer (the first of its pixel).
+  $('heatmap').onclick = (ev) => {
+    const f = ui.frame;
+    if (f === null) return;
+    const cv = $('heatmap');
+    const box = cv.getBoundingClientRect();
+    const x = Math.min(f.width - 1, Math.floor(((ev.clientX - box.left) / box.width) * f.width));
+    const y = Math.min(f.height - 1, Math.floor(((ev.clientY - box.top) / box.height) * f.height));
+    const gfn = (y * f.width + x) * f.pagesPerPixel;
+    if (gfn < f.pageCount) doWalk({ gfn });
+  };
+}
+
 // ---------- state and controls ----------
 
 function setStatus(s) {
   ui.state = s.state;
   const c = s.config;
-  const what = c ? ` — ${c.mode}, ${c.workload} at ${c.dirtyRate.toLocaleString('en-US')} pages/s, ${c.cleanEvery.toLocaleString('en-US')} accesses per round, ${c.memBytes / 1048576} MiB` : '';
+  const what = c ? ` — ${c.mode}, ${c.addressing ?? 'identity'} addressing, ${c.workload} at ${c.dirtyRate.toLocaleString('en-US')} pages/s, ${c.cleanEvery.toLocaleString('en-US')} accesses per round, ${c.memBytes / 1048576} MiB` : '';
   $('status').innerHTML = `<b>${s.state}</b>${what}${s.message ? ` · ${escapeHtml(s.message)}` : ''}`;
   $('status').className = s.state === 'failed' ? 'bad' : '';
   $('stop').disabled = s.state !== 'running';
@@ -319,6 +447,8 @@ async function init() {
   fillSelect($('workload'), st.choices.workloads, cfg.workload);
   fillSelect($('policy'), st.choices.policies, 'xen');
   $('dirtyRate').value = cfg.dirtyRate;
+  $('addressing').value = cfg.addressing ?? 'identity';
+  initWalk();
   $('mem').value = String(cfg.memBytes);
   if (![...$('mem').options].some((o) => o.value === String(cfg.memBytes))) {
     $('mem').insertAdjacentHTML('afterbegin', `<option value="${cfg.memBytes}">${cfg.memBytes / 1048576} MiB</option>`);
@@ -331,6 +461,7 @@ async function init() {
   $('start').onclick = () => post('/api/run', {
     mode: $('mode').value, workload: $('workload').value, dirtyRate: Number($('dirtyRate').value),
     cleanEvery: $('cleanEvery').value === '' ? undefined : Number($('cleanEvery').value), memBytes: Number($('mem').value),
+    addressing: $('addressing').value,
   });
   $('stop').onclick = () => post('/api/stop');
   $('migrate').onclick = () => {

@@ -23,6 +23,8 @@ export class DbitScanMode extends DefaultPagingMode {
   format = 'ept';
   controlCycles = 0;
   enabled = false;
+  /** DirtyMode.writesLogged: a page's D bit is its record (set by the CPU at its first write), counted as each CLEAN finds it. */
+  writesLogged = 0;
 
   constructor(domain) { super(); this.domain = domain; }
 
@@ -70,6 +72,7 @@ export class DbitScanMode extends DefaultPagingMode {
     if (bitmap !== null) bitmap.fill(0, 0, Math.ceil(pages / 32));
     this.pause();
     const dirty = this.walk(clear, bitmap).dirty;
+    if (clear) this.writesLogged += dirty;
     if (clear) this.flushAndUnpause();
     else this.unpause();
     return { dirtyCount: dirty, faultCount: 0 };

@@ -50,9 +50,11 @@ function traceLikeOptions(c: Command, kind: 'trace' | 'migrate' = 'trace'): Comm
     .option('--seed <n>', 'seed for synthetic workloads')
     .option('--pml-flush <when>', 'ept-pml: on-demand (Xen) or every-exit')
     .option('--arm-dirty-set <how>', 'arm-wp: bitmap or list')
-    .option('--kvm-manual-protect', 'kvm-bitmap: GET then CLEAR in 64-page chunks')
+    .option('--kvm-pml <on|off>', 'kvm-bitmap, kvm-ring: KVM with Intel PML (on, the default, as KVM runs on Intel) or without (off: write protection, as kvm_intel.pml=0 or AMD)')
+    .option('--kvm-manual-protect', "kvm-bitmap: GET, then CLEAR chunk by chunk as QEMU does (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2)")
     .option('--kvm-initially-set', 'kvm-bitmap: manual protect with the bitmap initially all set')
-    .option('--ring-entries <n>', 'kvm-ring: entries per vCPU ring')
+    .option('--kvm-clear-shift <n>', "kvm-bitmap with manual protect: QEMU's clear chunk, 2^n pages, n in 6..31 (default 18: 1 GiB)")
+    .option('--ring-entries <n>', 'kvm-ring: entries per vCPU ring (at least 1024 with PML)')
     .option('--shadow-pool <kind>', "shadow: xen (Xen's pool, pin/LRU recycling) or prealloc (XI-style, backlinks)")
     .option('--shadow-pool-pages <n>', "shadow: pool size in 4 KiB pages (default libxl's; Xen raises it to its minimum)")
     .option('--json', 'print one JSON object')
@@ -136,6 +138,7 @@ program
   .option('--dirty-rate <pages/s>', 'accesses (page writes) per virtual second; default 20000')
   .option('--clean-every <n>', 'accesses per round (default: a quarter of a virtual second)')
   .option('--seed <n>', 'seed')
+  .option('--addressing <how>', 'identity (workload address = gpa; default) or paged (a guest OS maps gvas: the walk view shows 2-D walks)')
   .option('--no-start', 'wait for the page to start a run')
   .option('--json', 'print one JSON object {url, mode, workload, dirty_rate, mem_bytes} instead of the URL line')
   .action(async (opts) => (await import('./commands/dashboard.ts')).dashboardCommand(opts));
@@ -156,6 +159,28 @@ program
   .option('--required', 'access_required: a violation with no listener crashes the domain')
   .option('--json', 'print one JSON object')
   .action(async (opts) => (await import('./commands/access.ts')).accessCommand(opts));
+
+program
+  .command('walk')
+  .description('run a guest up to record N, then show that record\'s 2-D walk reference by reference: entries decoded, A/D set, caches, the exit')
+  .option('--trace <file>', 'Valgrind lackey trace (plain or gzip, or - for stdin)')
+  .option('--workload <name>', 'uniform, hotspot, zipf, sequential, read-mostly')
+  .option('--record <n>', 'the record whose walk to show (1 = the first I/L/S/M record)')
+  .option('--mode <mode>', `optional ${modeHelp}`)
+  .option('--format <fmt>', 'p2m format when no mode is given: ept, npt, arm (default ept)')
+  .option('--addressing <how>', 'identity (a 1-D walk: trace address = gpa) or paged (guest page tables: the 2-D walk); default identity')
+  .option('--page-size <size>', 'guest RAM mapped in the p2m with 4k or 2m pages')
+  .option('--vcpus <n>', 'vCPUs running the guest')
+  .option('--vcpu <k>', 'the vCPU whose MMU walks (default: the one that runs record N)')
+  .option('--cold', 'flush the TLB, nested TLB and PDE cache first (for the explanation only)')
+  .option('--mem <size>', 'guest memory (default 1T for traces under identity addressing, else 1G)')
+  .option('--clean-every <n>', 'with --mode: records per log-dirty round (CLEAN after each), as trace')
+  .option('--count <n>', 'accesses a synthetic workload makes (default: N)')
+  .option('--seed <n>', 'seed for synthetic workloads')
+  .option('--pml-flush <when>', 'ept-pml: on-demand (Xen) or every-exit')
+  .option('--shadow-pool <kind>', "shadow: xen or prealloc")
+  .option('--json', 'print one JSON object')
+  .action(async (opts) => (await import('./commands/walk.ts')).walkCommand(opts));
 
 program.addOption(new Option('--debug').hideHelp());
 

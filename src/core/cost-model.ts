@@ -22,9 +22,9 @@ export interface CostModel {
   readonly vmexitRoundTripArm: number;
   /** Xen's handling of an EPT violation / #NPF / stage-2 abort on a log-dirty page (p2m lookup, paging_mark_dirty, p2m_change_type_one). */
   readonly writeFaultHandling: number;
-  /** Fixed part of EPT-misconfig / recalc handling (resolve_misconfig walk). */
+  /** Fixed part of EPT-misconfig / NPT recalc handling (the resolve_misconfig / do_recalc walk from the root). */
   readonly recalcHandling: number;
-  /** Per leaf entry recomputed by resolve_misconfig (512 per leaf table). */
+  /** Per leaf entry recomputed by a recalc (EPT resolve_misconfig: up to 512 per leaf table; NPT do_recalc: 1). */
   readonly recalcPerEntry: number;
   /** Splitting one superpage into 512 entries (allocate a table, write 512 entries). */
   readonly superpageSplit: number;
@@ -60,6 +60,12 @@ export interface CostModel {
   readonly pmlVcpuToggle: number;
   /** ARM list variant: appending one faulting IPA to the hypervisor's list at fault time. */
   readonly dirtyListAppend: number;
+  /** ARM ENABLE (the dirty-tracing series' eager p2m_change_entry_type_global(d, mg_ro)), per present leaf entry walked. */
+  readonly s2EagerProtectPerEntry: number;
+  /** ARM CLEAN, per recorded page re-protected through the series' linear map of the p2m (`vlp2m_pte->p2m.write = 0`). */
+  readonly s2ReprotectPerPage: number;
+  /** ARM bitmap variant at CLEAN: scanning one present 4 KiB bitmap leaf for set bits to re-protect. */
+  readonly dirtyBitmapScanPerLeaf: number;
 
   // ---- KVM comparison modes (kvm-bitmap, kvm-ring; Linux arch/x86/kvm/mmu, virt/kvm) ----
   /** KVM's fast_page_fault on a write-protected 4K SPTE: lockless walk, cmpxchg W on, mark dirty (vCPU). */
@@ -80,6 +86,12 @@ export interface CostModel {
   readonly kvmSlotProtectPerEntry: number;
   /** The VMM reading one ring entry and setting its bit (QEMU kvm_dirty_ring_reap_one). */
   readonly kvmRingReapPerEntry: number;
+  /**
+   * KVM's vmx_flush_pml_buffer, per logged entry, before the bitmap bit or ring push
+   * (kvmBitmapMark / kvmRingPush, charged apart): read the GPA, kvm_vcpu_mark_page_dirty's
+   * memslot lookup. KVM leaves the SPTE as the CPU left it (writable, D set).
+   */
+  readonly kvmPmlFlushPerEntry: number;
 
   // ---- Shadow paging (modes/shadow.ts, shadow/; Xen xen/arch/x86/mm/shadow) ----
   /** sh_page_fault's fixed part on the fixed path: paging_lock, fault classification, shadow_prealloc check (vCPU). */
@@ -169,6 +181,17 @@ export const DEFAULT_COSTS: CostModel = Object.freeze({
   // trie walk + test_and_set_bit); growth is amortised (doubling). The entries are marked
   // into the trie at PEEK/CLEAN at logdirtyMark each, charged to the control plane.
   dirtyListAppend: 10,
+  // Estimate: the eager walk reads each present descriptor, tests its type, clears S2AP[1]
+  // (write) and stores it back: one sequential read-modify-write per entry, the same order
+  // as KVM's slot-wide write-protect walk (kvmSlotProtectPerEntry).
+  s2EagerProtectPerEntry: 15,
+  // Estimate: the descriptor of a recorded IPA is found by address arithmetic in the VLPT
+  // (no table walk) but is usually cold: one cache-missing load (~40, as walkRef's LLC
+  // figure) plus a store with the write bit cleared.
+  s2ReprotectPerPage: 50,
+  // Estimate: find_next_bit over 512 64-bit words of one leaf, about one word per cycle
+  // plus loop overhead.
+  dirtyBitmapScanPerLeaf: 550,
   // Estimate: KVM's fast page fault path (arch/x86/kvm/mmu/mmu.c fast_page_fault: lockless
   // TDP walk, one cmpxchg, mark_page_dirty_in_slot) avoids mmu_lock and the slow path; we
   // take 1,000, well under Xen's writeFaultHandling (trie mark + p2m_change_type_one).
@@ -191,6 +214,10 @@ export const DEFAULT_COSTS: CostModel = Object.freeze({
   kvmSlotProtectPerEntry: 15,
   // Estimate: read 16 bytes, test the flags, set a bit in the VMM's bitmap, store RESET.
   kvmRingReapPerEntry: 30,
+  // Estimate: one load from the PML page plus kvm_vcpu_gfn_to_memslot, which hits the vCPU's
+  // last-used-slot cache (virt/kvm/kvm_main.c): tens of cycles. Unlike Xen's 700-cycle
+  // pmlFlushPerEntry there is no p2m_change_type_one: the SPTE stays as the CPU left it.
+  kvmPmlFlushPerEntry: 30,
   // Estimate: sh_page_fault up to the fixed path without the guest walk (its references are
   // charged as walkRef each): lock, classify, shadow_prealloc's check, perf counters. Adams &
   // Agesen (ASPLOS 2006) measure a whole "hidden page fault" on a VT-x shadow VMM in the

@@ -25,7 +25,8 @@ import type { RoundStats } from '../../core/migration/sender.ts';
 import { createPolicy, type PolicyName } from '../../core/migration/policy/registry.ts';
 import type { ModeName } from '../../core/modes/dirty-mode.ts';
 import { Xoshiro128 } from '../../core/rng.ts';
-import { createGuest, type Guest } from '../../core/runner/guest.ts';
+import { explainWalk, type WalkExplanation } from '../../core/explain/walk-explainer.ts';
+import { createGuest, type Addressing, type Guest } from '../../core/runner/guest.ts';
 import { fillGuestRandom, GuestCrashedError, MigratableDomain, type MigratableDomainOptions } from '../../core/runner/migratable-domain.ts';
 import { PAGE_SIZE } from '../../core/units.ts';
 import { AccessBatch } from '../../core/workload/access-batch.ts';
@@ -54,6 +55,25 @@ export interface RunConfig {
   /** Accesses per round (a harvest after each). */
   readonly cleanEvery: number;
   readonly seed: number;
+  /** identity (workload address = gpa; default) or paged (a guest OS maps gvas: the walk view's 2-D walks). */
+  readonly addressing?: Addressing;
+}
+
+/** POST /api/walk: whose MMU walks, what address (or the guest frame the heatmap shows), for what access. */
+export interface WalkRequest {
+  readonly vcpu: number;
+  /** A gva (paged) or gpa (identity); or null with `gfn` set. */
+  readonly address: number | null;
+  /** A guest frame (a heatmap page): the address that maps it is looked up. */
+  readonly gfn: number | null;
+  /** PERM_R, PERM_W or PERM_X. */
+  readonly need: number;
+  readonly cold: boolean;
+}
+
+/** Data pages a paged guest of `pageCount` frames can map at gvas [0, n): its OS's four levels of tables fit beside them. */
+export function pagedDataPages(pageCount: number): number {
+  return Math.max(1, pageCount - Math.ceil(pageCount / 512) - Math.ceil(pageCount / 262144) - 2);
 }
 
 export interface MigrateConfig {
@@ -152,14 +172,20 @@ export class GuestSession {
   start(config: RunConfig): SessionSnapshot {
     if (this.stateName === 'migrating') throw new SessionStateError('a migration is in progress; wait for it to finish');
     this.cancelLoop();
+    const addressing = config.addressing ?? 'identity';
     const guest = createGuest({
-      memBytes: config.memBytes, vcpus: config.vcpus, mode: config.mode, addressing: 'identity', pageSize: '4k', populate: 'up-front',
+      memBytes: config.memBytes, vcpus: config.vcpus, mode: config.mode, addressing, pageSize: '4k', populate: 'up-front',
     });
-    // A guest that has been running holds non-zero data everywhere (migrate's --fill random).
+    // A guest that has been running holds non-zero data everywhere (migrate's --fill random)…
     const rng = new Xoshiro128(config.seed);
     fillGuestRandom(guest.domain, rng);
+    // …except its OS's page tables: the OS set up its root table before the fill, so it is cleared
+    // again (GuestOs zeroes every table frame it takes; the others are taken after this point).
+    if (guest.os !== null) guest.domain.memory.writePage(guest.os.cr3Gfn, new Uint8Array(PAGE_SIZE), 0);
     const pageCount = config.memBytes / PAGE_SIZE;
-    const workload = createSyntheticWorkload(config.workload, { pageCount, rng: new Xoshiro128(config.seed + 1) });
+    // Under paged addressing the workload's addresses are gvas; the OS needs frames for its tables too.
+    const workloadPages = addressing === 'paged' ? pagedDataPages(pageCount) : pageCount;
+    const workload = createSyntheticWorkload(config.workload, { pageCount: workloadPages, rng: new Xoshiro128(config.seed + 1) });
     guest.mode!.enable();
     const ages = new PageAges(pageCount);
     this.run = {
@@ -182,6 +208,41 @@ export class GuestSession {
     this.setState('running', '');
     this.schedule(0);
     return this.snapshot();
+  }
+
+  /**
+   * Explains one translation on the current guest (core/explain/walk-explainer.ts):
+   * the same walker, instrumented, between two slices of the run; the run's
+   * state is left as it was. A `gfn` (a heatmap page) is turned into the
+   * address that maps it: itself under identity addressing, the gva the guest
+   * OS mapped it at under paged addressing.
+   */
+  walk(req: WalkRequest): WalkExplanation & { readonly address: string } {
+    const run = this.run;
+    if (run === null) throw new SessionStateError('no guest to walk: start a run first');
+    const domain = run.guest.domain;
+    if (req.vcpu >= domain.vcpus.length) throw new SessionStateError(`vcpu: ${req.vcpu} is out of range (the guest has ${domain.vcpus.length})`);
+    const pageCount = domain.memory.pageCount;
+    let address = req.address;
+    if (address === null) {
+      const gfn = req.gfn ?? 0;
+      if (gfn >= pageCount) throw new SessionStateError(`gfn: ${gfn} is outside guest memory (${pageCount} pages)`);
+      address = run.guest.os === null ? gfn * PAGE_SIZE : this.gvaOfGfn(run, gfn);
+      if (address < 0) throw new SessionStateError(`gfn ${gfn} holds no page the guest has mapped (a page-table page, or a frame not used yet)`);
+    }
+    const limit = run.guest.os === null ? pageCount * PAGE_SIZE : 2 ** 48;
+    if (address >= limit) throw new SessionStateError(`address 0x${address.toString(16)} is outside the guest's ${run.guest.os === null ? 'memory' : '48-bit address space'}`);
+    return { address: `0x${address.toString(16)}`, ...explainWalk(domain.vcpus[req.vcpu]!, address, req.need, req.cold) };
+  }
+
+  /** The gva a paged guest's OS mapped `gfn` at, found through its tables (software view), or -1. */
+  private gvaOfGfn(run: Run, gfn: number): number {
+    const os = run.guest.os!;
+    const pages = pagedDataPages(run.guest.domain.memory.pageCount);
+    for (let p = 0; p < pages; p++) {
+      if (os.translate(p * PAGE_SIZE) === gfn * PAGE_SIZE) return p * PAGE_SIZE;
+    }
+    return -1;
   }
 
   /** Stops the run loop; the guest stays (it can be migrated, or a new run started). */

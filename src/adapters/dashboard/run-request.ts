@@ -7,7 +7,8 @@ import { MODE_NAMES, type ModeName } from '../../core/modes/dirty-mode.ts';
 import { MODES } from '../../core/modes/registry.ts';
 import { POLICY_NAMES, type PolicyName } from '../../core/migration/policy/registry.ts';
 import { SYNTHETIC_WORKLOADS, type SyntheticWorkloadName } from '../../core/workload/synthetic.ts';
-import type { MigrateConfig, RunConfig } from './guest-session.ts';
+import { PERM_R, PERM_W, PERM_X } from '../../core/p2m/p2m-type.ts';
+import type { MigrateConfig, RunConfig, WalkRequest } from './guest-session.ts';
 
 /** Largest guest the dashboard runs: its memory is populated and filled up front, one heatmap pixel per page. */
 export const MAX_DASHBOARD_MEM_BYTES = 4 * 1024 ** 3;
@@ -73,7 +74,30 @@ export function parseRunRequest(body: unknown, defaults: RunConfig, defaultsClea
   if (memBytes % PAGE_SIZE !== 0) throw new RequestError(`memBytes: ${memBytes} is not a multiple of 4 KiB`);
   const vcpus = int('vcpus', o.vcpus, defaults.vcpus, 1, 64);
   const seed = int('seed', o.seed, defaults.seed, 0, 0xffffffff);
-  return { mode, workload, dirtyRate, cleanEvery, memBytes, vcpus, seed };
+  const addressing = pick('addressing', o.addressing, ['identity', 'paged'] as const, defaults.addressing ?? 'identity');
+  return { mode, workload, dirtyRate, cleanEvery, memBytes, vcpus, seed, addressing };
+}
+
+/**
+ * POST /api/walk: `{vcpu, address | gfn, access, cold}`. `address` is a gva
+ * (paged) or gpa (identity), as a number or a "0x…" string; `gfn` names a
+ * heatmap page instead; access is read (default), write or fetch.
+ */
+export function parseWalkRequest(body: unknown): WalkRequest {
+  const o = asObject(body);
+  const vcpu = int('vcpu', o.vcpu, 0, 0, 63);
+  let address: number | null = null;
+  if (o.address !== undefined && o.address !== null && o.address !== '') {
+    const text = String(o.address).trim().replace(/_/g, '');
+    const n = /^0x[0-9a-f]+$/i.test(text) ? Number.parseInt(text.slice(2), 16) : /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isSafeInteger(n) || n >= 2 ** 48) throw new RequestError(`address: expected a 48-bit address (0x… or decimal), got ${JSON.stringify(o.address)}`);
+    address = n;
+  }
+  const gfn = address === null ? int('gfn', o.gfn, -1, 0, 2 ** 36 - 1) : null;
+  if (address === null && gfn === -1) throw new RequestError('give an address (0x…) or a gfn');
+  const access = pick('access', o.access, ['read', 'write', 'fetch'] as const, 'read');
+  if (o.cold !== undefined && typeof o.cold !== 'boolean') throw new RequestError(`cold: expected true or false, got ${JSON.stringify(o.cold)}`);
+  return { vcpu, address, gfn, need: access === 'write' ? PERM_W : access === 'fetch' ? PERM_X : PERM_R, cold: o.cold === true };
 }
 
 /** POST /api/migrate: `{policy, bandwidth (MiB/s), latency (ms)}`, all optional. */

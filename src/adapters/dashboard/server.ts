@@ -11,6 +11,8 @@
  *   POST /api/run          start a fresh run (run-request.ts)
  *   POST /api/stop         stop the run loop
  *   POST /api/migrate      live-migrate the guest to a loopback receiver
+ *   POST /api/walk         explain one translation on the current guest, reference by
+ *                          reference (core/explain/walk-explainer.ts; the walk view)
  *
  * Per round the page gets one small JSON event and fetches one binary frame;
  * nothing per guest access ever crosses the wire. POSTs must carry
@@ -26,7 +28,7 @@ import { POLICY_NAMES } from '../../core/migration/policy/registry.ts';
 import { SYNTHETIC_WORKLOADS } from '../../core/workload/synthetic.ts';
 import { GuestSession, SessionStateError, type RunConfig } from './guest-session.ts';
 import { sseFrame } from './round-sample.ts';
-import { parseMigrateRequest, parseRunRequest, RequestError, runnableModes } from './run-request.ts';
+import { parseMigrateRequest, parseRunRequest, parseWalkRequest, RequestError, runnableModes } from './run-request.ts';
 
 export const WEB_ROOT = fileURLToPath(new URL('../../../web/', import.meta.url));
 const STATIC: Record<string, { file: string; type: string }> = {
@@ -126,6 +128,7 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
       if (path === '/api/run') return send(res, 200, session.start(parseRunRequest(body, o.defaults, o.cleanEveryExplicit === true)));
       if (path === '/api/stop') return send(res, 200, session.stop());
       if (path === '/api/migrate') return send(res, 202, await session.migrate(parseMigrateRequest(body)));
+      if (path === '/api/walk') return send(res, 200, session.walk(parseWalkRequest(body)));
       return send(res, 404, { error: `no such operation: ${path}` });
     }
     return send(res, 405, { error: `method ${req.method} not allowed` });

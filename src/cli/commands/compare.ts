@@ -4,7 +4,9 @@
  * million records (mode cycles minus an untracked baseline run on the same
  * p2m format), cycles spent harvesting, and host memory the tracking
  * structures hold. A mode may carry a variant after a colon:
- * `ept-pml:every-exit`, `arm-wp:list`, `kvm-bitmap:manual`, `shadow:prealloc`.
+ * `ept-pml:every-exit`, `arm-wp:list`, `kvm-bitmap:manual`, `kvm-ring:no-pml`,
+ * `shadow:prealloc`. The KVM rows follow --kvm-pml (default on) unless the
+ * variant names it (`:pml`, `:no-pml`).
  * Shadow's baseline is an untracked HAP run on its software p2m's format, so
  * its tracking cycles include the cost of shadow paging itself.
  */
@@ -24,15 +26,23 @@ export interface CompareFlags extends TraceFlags {
   modes?: string;
 }
 
-const DEFAULT_ROWS = ['ept-wp', 'ept-pml', 'ept-pml:every-exit', 'npt-wp', 'arm-wp', 'arm-wp:list', 'kvm-bitmap', 'kvm-bitmap:manual', 'kvm-ring', 'shadow', 'shadow:prealloc'];
+const DEFAULT_ROWS = [
+  'ept-wp', 'ept-pml', 'ept-pml:every-exit', 'npt-wp', 'arm-wp', 'arm-wp:list',
+  'kvm-bitmap', 'kvm-bitmap:no-pml', 'kvm-bitmap:manual', 'kvm-ring', 'kvm-ring:no-pml', 'shadow', 'shadow:prealloc',
+];
 
 const VARIANTS: Record<string, Partial<TraceFlags>> = {
   'ept-pml:every-exit': { pmlFlush: 'every-exit' },
   'ept-pml:on-demand': { pmlFlush: 'on-demand' },
   'arm-wp:list': { armDirtySet: 'list' },
   'arm-wp:bitmap': { armDirtySet: 'bitmap' },
+  'kvm-bitmap:pml': { kvmPml: 'on' },
+  'kvm-bitmap:no-pml': { kvmPml: 'off' },
   'kvm-bitmap:manual': { kvmManualProtect: true },
+  'kvm-bitmap:manual:no-pml': { kvmManualProtect: true, kvmPml: 'off' },
   'kvm-bitmap:initially-set': { kvmInitiallySet: true },
+  'kvm-ring:pml': { kvmPml: 'on' },
+  'kvm-ring:no-pml': { kvmPml: 'off' },
   'shadow:xen': { shadowPool: 'xen' },
   'shadow:prealloc': { shadowPool: 'prealloc' },
 };

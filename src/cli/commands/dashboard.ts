@@ -9,7 +9,7 @@ import { GiB } from '../../core/units.ts';
 import { defaultCleanEvery, MAX_DASHBOARD_MEM_BYTES } from '../../adapters/dashboard/run-request.ts';
 import { startDashboard } from '../../adapters/dashboard/server.ts';
 import { listenError, UsageError } from '../errors.ts';
-import { intFlag, modeFlag, sizeFlag, workloadFlag } from '../options.ts';
+import { choiceFlag, intFlag, modeFlag, sizeFlag, workloadFlag } from '../options.ts';
 import type { ModeName } from '../../core/modes/dirty-mode.ts';
 import type { SyntheticWorkloadName } from '../../core/workload/synthetic.ts';
 
@@ -22,6 +22,7 @@ export interface DashboardFlags {
   dirtyRate?: string;
   cleanEvery?: string;
   seed?: string;
+  addressing?: string;
   start?: boolean;
   json?: boolean;
 }
@@ -39,6 +40,7 @@ export async function dashboardCommand(f: DashboardFlags): Promise<void> {
     dirtyRate,
     cleanEvery: intFlag('--clean-every', f.cleanEvery, defaultCleanEvery(dirtyRate), 1, 1 << 30),
     seed: intFlag('--seed', f.seed, 1, 0, 0xffffffff),
+    addressing: choiceFlag('--addressing', f.addressing, ['identity', 'paged'] as const, 'identity'),
   };
   let dash;
   try {

@@ -4,7 +4,10 @@
  * JSON: {mode, records, rounds[{records, dirty, fault_count, exits, cycles}], totals}).
  */
 import type { ModeOptions } from '../../core/modes/dirty-mode.ts';
-import { KVM_DIRTY_RING_MAX_ENTRIES, KVM_DIRTY_RING_MIN_ENTRIES } from '../../core/logdirty/kvm-dirty-ring.ts';
+import {
+  KVM_DIRTY_RING_MAX_ENTRIES, KVM_DIRTY_RING_MIN_ENTRIES, KVM_DIRTY_RING_RSVD_ENTRIES, KVM_PML_DIRTY_LOG_SIZE,
+} from '../../core/logdirty/kvm-dirty-ring.ts';
+import { QEMU_CLEAR_BITMAP_SHIFT_DEFAULT, QEMU_CLEAR_BITMAP_SHIFT_MAX, QEMU_CLEAR_BITMAP_SHIFT_MIN } from '../../core/modes/kvm-bitmap.ts';
 import { KVM_RING_DEFAULT_ENTRIES as KVM_DIRTY_RING_DEFAULT } from '../../core/modes/kvm-ring.ts';
 import { createGuest } from '../../core/runner/guest.ts';
 import { replay, totalsOf, type Round } from '../../core/runner/replay.ts';
@@ -26,8 +29,10 @@ export interface TraceFlags {
   seed?: string;
   pmlFlush?: string;
   armDirtySet?: string;
+  kvmPml?: string;
   kvmManualProtect?: boolean;
   kvmInitiallySet?: boolean;
+  kvmClearShift?: string;
   ringEntries?: string;
   shadowPool?: string;
   shadowPoolPages?: string;
@@ -35,20 +40,30 @@ export interface TraceFlags {
   report?: string;
 }
 
-/** --ring-entries: KVM takes a power of two in [256, 65536] (KVM_DIRTY_RING_MIN/MAX_ENTRIES). */
-function ringEntriesFlag(text: string): number {
+/**
+ * --ring-entries: KVM takes a power of two in [256, 65536] (KVM_DIRTY_RING_MIN/MAX_ENTRIES)
+ * holding more than its reserved entries: 64, plus the 512 of a PML buffer with PML.
+ */
+function ringEntriesFlag(text: string, pml: boolean): number {
   const n = intFlag('--ring-entries', text, KVM_DIRTY_RING_DEFAULT, KVM_DIRTY_RING_MIN_ENTRIES, KVM_DIRTY_RING_MAX_ENTRIES);
   if ((n & (n - 1)) !== 0) throw new UsageError(`--ring-entries: ${text} is not a power of two (KVM rings are 256, 512, … 65536 entries)`);
+  const reserved = KVM_DIRTY_RING_RSVD_ENTRIES + (pml ? KVM_PML_DIRTY_LOG_SIZE : 0);
+  if (n < reserved) {
+    throw new UsageError(`--ring-entries: ${n} is below the ${reserved} entries KVM reserves with PML (64 + a 512-entry PML buffer): give 1024 or more, or --kvm-pml off`);
+  }
   return n;
 }
 
 export function modeOptionsFrom(f: TraceFlags): ModeOptions {
+  const kvmPml = choiceFlag('--kvm-pml', f.kvmPml, ['on', 'off'] as const, 'on') === 'on';
   return {
     pmlFlush: choiceFlag('--pml-flush', f.pmlFlush, ['on-demand', 'every-exit'] as const, 'on-demand'),
     armDirtySet: choiceFlag('--arm-dirty-set', f.armDirtySet, ['bitmap', 'list'] as const, 'bitmap'),
+    kvmPml,
     kvmManualProtect: f.kvmManualProtect === true || f.kvmInitiallySet === true,
     kvmInitiallySet: f.kvmInitiallySet === true,
-    ...(f.ringEntries !== undefined ? { ringEntries: ringEntriesFlag(f.ringEntries) } : {}),
+    kvmClearChunkPages: 2 ** intFlag('--kvm-clear-shift', f.kvmClearShift, QEMU_CLEAR_BITMAP_SHIFT_DEFAULT, QEMU_CLEAR_BITMAP_SHIFT_MIN, QEMU_CLEAR_BITMAP_SHIFT_MAX),
+    ...(f.ringEntries !== undefined ? { ringEntries: ringEntriesFlag(f.ringEntries, kvmPml) } : {}),
     shadowPool: choiceFlag('--shadow-pool', f.shadowPool, ['xen', 'prealloc'] as const, 'xen'),
     ...(f.shadowPoolPages !== undefined ? { shadowPoolPages: intFlag('--shadow-pool-pages', f.shadowPoolPages, 0, 8, 2 ** 31) } : {}),
   };

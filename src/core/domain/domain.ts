@@ -200,6 +200,11 @@ export class Domain {
     return pos;
   }
 
+  /** The vCPU whose turn it is: the one that runs the next record. */
+  get currentVcpu(): Vcpu {
+    return this.vcpus[this.cur]!;
+  }
+
   private nextTurn(): void {
     this.cur = (this.cur + 1) % this.vcpus.length;
     this.turnRecords = 0;

@@ -114,3 +114,37 @@ test('INITIALLY_SET: all bits set, nothing protected until CLEAR, then lazily pe
   assert.equal(bm.isDirty(4), false);
   assert.throws(() => new KvmDirtyBitmap({ slot: 4, baseGfn: 0, npages: 8, manualProtect: false, initiallySet: true }, prot), /MANUAL_PROTECT/);
 });
+
+test('pages at and above 2^20: marked, returned and re-protected at their own offsets (classic GET and CLEAR)', () => {
+  const npages = 2 ** 22 + 100;
+  const pages = [3, 2 ** 20, 2 ** 20 + 3, 2 ** 21 + 64 + 5, 2 ** 22 + 99];
+  for (const manualProtect of [false, true]) {
+    const prot = new FakeProtector(npages);
+    const bm = new KvmDirtyBitmap({ slot: 1, baseGfn: 0, npages, manualProtect }, prot);
+    bm.enableLogging();
+    for (const p of pages) prot.write(bm, p);
+    prot.calls.length = 0;
+    const out = new Uint32Array(bm.bitmapBytes / 4);
+    assert.deepEqual(bm.getDirtyLog(out), { ok: true, pages: pages.length });
+    const set: number[] = [];
+    for (let w = 0; w < out.length; w++) for (let b = 0; b < 32; b++) if (((out[w]! >>> b) & 1) === 1) set.push(w * 32 + b);
+    assert.deepEqual(set, pages, `manualProtect=${manualProtect}: GET returns exactly the written pages`);
+    if (manualProtect) {
+      // CLEAR from first_page 2^20 to the end: everything but page 3.
+      const first = 2 ** 20;
+      const mask = out.subarray(first / 32);
+      assert.deepEqual(bm.clearDirtyLog(first, npages - first, mask), { ok: true, pages: pages.length - 1 });
+      assert.equal(bm.isDirty(3), true);
+      for (const p of pages.slice(1)) assert.equal(bm.isDirty(p), false, `page ${p} cleared`);
+    }
+    const masks = prot.calls.filter((c) => c.startsWith('mask'));
+    const want = manualProtect ? pages.slice(1) : pages;
+    assert.deepEqual(masks, [...new Set(want.map((p) => p - (p % 64)))].map((o) => {
+      const bits = want.filter((p) => p - (p % 64) === o).map((p) => p - o);
+      const lo = bits.filter((b) => b < 32).reduce((m, b) => (m | (1 << b)) >>> 0, 0);
+      const hi = bits.filter((b) => b >= 32).reduce((m, b) => (m | (1 << (b - 32))) >>> 0, 0);
+      return `mask 1 ${o} ${lo.toString(16)} ${hi.toString(16)}`;
+    }));
+    for (const p of want) assert.ok(prot.protectedPages.has(p), `page ${p} re-protected`);
+  }
+});

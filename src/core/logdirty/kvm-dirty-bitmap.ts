@@ -11,6 +11,8 @@
  * - Classic mode: KVM_GET_DIRTY_LOG is read-and-reset. Each non-zero 64-bit
  *   word is taken (`xchg` with 0), copied out, and its pages re-protected
  *   (one protectMasked call per word), then one TLB flush.
+ * - Both ioctls first call `kvm_arch_sync_dirty_log` (protector.syncDirtyLog):
+ *   with PML, the vCPUs are kicked so their PML buffers land in the log.
  * - Manual-protect mode (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2): GET copies the
  *   bitmap and neither clears nor re-protects; KVM_CLEAR_DIRTY_LOG takes a
  *   caller bitmap over [first_page, first_page + num_pages) — first_page
@@ -122,6 +124,7 @@ export class KvmDirtyBitmap {
     if (out.byteLength < this.bitmapBytes) {
       return { ok: false, errno: 'EFAULT', message: `KVM_GET_DIRTY_LOG on slot ${this.slot}: buffer holds ${out.byteLength} bytes, the slot needs ${this.bitmapBytes}` };
     }
+    this.protector.syncDirtyLog?.(this.slot);
     const dst = wordsOf(out, words.length);
     let pages = 0;
     if (this.manualProtect) {
@@ -174,6 +177,7 @@ export class KvmDirtyBitmap {
     if (mask.byteLength < nWords64 * 8) {
       return { ok: false, errno: 'EFAULT', message: `KVM_CLEAR_DIRTY_LOG on slot ${this.slot}: mask holds ${mask.byteLength} bytes, ${numPages} pages need ${nWords64 * 8}` };
     }
+    this.protector.syncDirtyLog?.(this.slot);
     const src = wordsOf(mask, nWords64 * 2);
     let flush = false;
     let pages = 0;

@@ -115,3 +115,42 @@ test('reset coalesces same-slot entries within 64 pages, forwards and backwards'
     assert.equal(ring2.used, 0);
   }
 });
+
+test('reset: delta = 64 starts a new mask (bit 63 is the last a mask holds), forwards and backwards', () => {
+  for (const base of [1000, 2 ** 20 + 3, 2 ** 32 + 100]) {
+    const prot = new RecordingProtector();
+    const ring = new KvmDirtyRing({ sizeEntries: 256 }, prot);
+    // base, +63 (delta 63: bit 63 of base's mask), +64 (delta 64 from base: a new mask).
+    for (const o of [base, base + 63, base + 64]) ring.push(7, o);
+    // Backwards: +200, then +136 (delta −64: bit 0 would move to bit 64, so a new mask).
+    for (const o of [base + 200, base + 136]) ring.push(7, o);
+    // Backwards within reach: +362, then +300 (delta −62: the mask shifts up, 362 becomes bit 62): one mask at +300.
+    for (const o of [base + 362, base + 300]) ring.push(7, o);
+    ring.harvest(() => {});
+    assert.equal(ring.reset(), 7);
+    assert.deepEqual(prot.calls, [
+      [7, base, 1, 2 ** 31],
+      [7, base + 64, 1, 0],
+      [7, base + 200, 1, 0],
+      [7, base + 136, 1, 0],
+      [7, base + 300, 1, 2 ** 30],
+    ], `base ${base}`);
+    assert.deepEqual(prot.pages(), [0, 63, 64, 200, 136, 362, 300].map((d) => `7:${base + d}`).sort());
+  }
+});
+
+test('gfns at and above 2^20 and 2^32: pushed, harvested and re-protected at their own offsets', () => {
+  const prot = new RecordingProtector();
+  const ring = new KvmDirtyRing({ sizeEntries: 256 }, prot);
+  const offsets = [5, 2 ** 20, 2 ** 20 + 5, 2 ** 21 + 64, 2 ** 31 + 1, 2 ** 32 + 5, 2 ** 33 + 7];
+  for (const o of offsets) ring.push(3, o);
+  const got: number[] = [];
+  ring.harvest((_s, o) => got.push(o));
+  assert.deepEqual(got, offsets);
+  ring.reset();
+  // 2^20 and 2^20 + 5 share a mask; every other offset is alone (more than 64 pages apart).
+  assert.deepEqual(prot.calls.map(([, o, lo, hi]) => [o, lo, hi]), [
+    [5, 1, 0], [2 ** 20, 1 | (1 << 5), 0], [2 ** 21 + 64, 1, 0], [2 ** 31 + 1, 1, 0], [2 ** 32 + 5, 1, 0], [2 ** 33 + 7, 1, 0],
+  ]);
+  assert.deepEqual(prot.pages(), offsets.map((o) => `3:${o}`).sort());
+});

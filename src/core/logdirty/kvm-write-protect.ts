@@ -30,4 +30,12 @@ export interface KvmWriteProtector {
    * undefined (`kvm_flush_remote_tlbs`, after KVM_RESET_DIRTY_RINGS).
    */
   flushTlbs(slot?: number): void;
+  /**
+   * `kvm_arch_sync_dirty_log`, called by KVM_GET_DIRTY_LOG and
+   * KVM_CLEAR_DIRTY_LOG before they touch the bitmap: move dirty GPAs the
+   * hardware still holds (the vCPUs' PML buffers) into the log. On x86 it
+   * kicks every vCPU out of the guest when PML is on, and does nothing
+   * otherwise. Absent ⇒ nothing is ever cached outside the log.
+   */
+  syncDirtyLog?(slot: number): void;
 }

@@ -31,6 +31,13 @@ export interface MigratableGuest {
    * bytes that leave. Without it, every page is copied first (readPage).
    */
   viewPage?(gfn: number, view: PageView): boolean;
+  /**
+   * Optional: called by the sender just before it reads `gfn` to send it.
+   * A guest whose dirty log is cleared lazily, chunk by chunk, as QEMU does
+   * for KVM's manual-protect bitmap (migration_bitmap_clear_dirty), clears
+   * gfn's chunk here, so that writes from now on are logged for the next pass.
+   */
+  beforeSend?(gfn: number): void;
   enableLogDirty(): void;
   clean(bitmap: Uint32Array): { dirtyCount: number };
   disableLogDirty(): void;

@@ -523,6 +523,7 @@ class Sender {
     const zeroCopy = this.zeroCopy;
     const view = this.view;
     const one = (gfn: number): boolean => {
+      this.guest.beforeSend?.(gfn); // QEMU clears the chunk's KVM dirty log before sending any of its pages
       let bytes: Uint8Array;
       let off: number;
       let populated: boolean;

@@ -5,11 +5,13 @@
  *   log frame (4 KiB, a host frame) = 512 × u64 guest-physical addresses, 4K-aligned
  *   index: next free slot, counts down from 511; after slot 0 it wraps to 0xFFFF
  *
- * Before the CPU sets an EPT dirty flag it checks the index: outside [0, 511] ⇒
- * PML-full VM exit (reason 62), the flag is not set and the access does not
- * happen (it is retried after the hypervisor empties the log). Otherwise it sets
- * D and, only for a D 0→1 transition, writes the GPA at log[index] and
- * decrements the index. Accessed-flag updates are not logged.
+ * Before the CPU sets an EPT accessed or dirty flag it checks the index:
+ * outside [0, 511] ⇒ PML-full VM exit (reason 62), the flag is not set and the
+ * access does not happen (it is retried after the hypervisor empties the log).
+ * Otherwise it sets the flag and, only for a D 0→1 transition, writes the GPA
+ * at log[index] and decrements the index: accessed-flag updates are checked,
+ * never logged. (Xen presets A in the entries it writes, so in practice only
+ * D updates reach the check; mmu/walker.ts p2mWalk.)
  *
  * drain() is Xen's ept_vcpu_flush_pml_buffer read side: index 511 ⇒ empty,
  * index ≥ 512 ⇒ all 512 entries, else entries index+1 .. 511; then index := 511.
@@ -47,7 +49,7 @@ export class PmlUnit {
     this.index = PML_INDEX_START;
   }
 
-  /** Whether the next D 0→1 must raise a PML-full exit. */
+  /** Whether the next EPT A or D 0→1 must raise a PML-full exit. */
   isFull(): boolean {
     return this.index > PML_INDEX_START;
   }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { FramePool } from '../memory/frame-pool.ts';
 import { P2m } from '../p2m/p2m.ts';
-import { HW_EPT_AD, HW_PML, type P2mFormat, p2mTypeToFlags } from '../p2m/p2m-format.ts';
+import { HW_EPT_AD, HW_PML, type P2mFormat } from '../p2m/p2m-format.ts';
 import { Access, P2mType, PERM_R, PERM_W, PERM_X } from '../p2m/p2m-type.ts';
 import { eptFormat } from '../p2m/formats/ept.ts';
 import { nptFormat } from '../p2m/formats/npt.ts';
@@ -17,17 +17,41 @@ import { ORDER_1G, ORDER_2M, ORDER_4K } from '../units.ts';
 import { ExitReason } from '../vm-exit.ts';
 import { PTE_A, PTE_D, PTE_P, PTE_PS, PTE_RW, pteHi, pteLo } from '../formats/x86-pte.ts';
 import { Domain } from '../domain/domain.ts';
-import type { GuestMemory } from '../domain/guest-memory.ts';
 import { EPT_QUAL_GLA_FINAL, EPT_QUAL_READ, EPT_QUAL_WRITE, NPF_HI_FINAL, NPF_P, NPF_RW } from './exit-info.ts';
 import { STAT_GUEST_PF } from './mmu-stats.ts';
 import { Mmu, XLATE_EXIT, XLATE_GUEST_PF, XLATE_OK } from './walker.ts';
 
 const FORMATS: readonly P2mFormat[] = [eptFormat, nptFormat, armFormat];
 
+/**
+ * The oracle for a leaf's rights, written out from the sources rather than
+ * taken from the p2m code: the type's rights as Xen's ept_p2m_type_to_flags
+ * (p2m-ept.c) / p2m_type_to_flags (p2m-pt.c) set them (ram_logdirty gets W
+ * only with PML and only on a 4K entry, so a superpage still splits on a write
+ * fault), narrowed by the mem_access rights (XENMEM_access_* r/w/x bits), and
+ * NPT entries without R are not present (APM Vol. 2 §15.25.5: no execute-only
+ * or write-only NPT pages).
+ */
+const TYPE_RIGHTS = new Map<P2mType, number>([
+  [P2mType.RamRw, PERM_R | PERM_W | PERM_X],
+  [P2mType.RamRo, PERM_R | PERM_X],
+  [P2mType.GrantMapRw, PERM_R | PERM_W],
+  [P2mType.PopulateOnDemand, 0],
+]);
+const ACCESS_RIGHTS = new Map<Access, number>([
+  [Access.N, 0], [Access.R, PERM_R], [Access.RW, PERM_R | PERM_W], [Access.X, PERM_X],
+  [Access.RX, PERM_R | PERM_X], [Access.RWX, PERM_R | PERM_W | PERM_X],
+]);
 function expectedPerms(fmt: P2mFormat, t: P2mType, a: Access, order: number, hw: number): number {
-  const p = p2mTypeToFlags(t, a, order > 0, hw) & 7;
+  const typeRights = t === P2mType.RamLogdirty
+    ? PERM_R | PERM_X | ((hw & HW_PML) !== 0 && order === ORDER_4K ? PERM_W : 0)
+    : TYPE_RIGHTS.get(t)!;
+  const p = typeRights & ACCESS_RIGHTS.get(a)!;
   return fmt.name === 'npt' && (p & PERM_R) === 0 ? 0 : p;
 }
+
+/** Types whose leaf Xen writes with D preset (ept_p2m_type_to_flags: entry->d set), so a write logs nothing to PML. */
+const PRESET_D = new Set<P2mType>([P2mType.RamRw, P2mType.GrantMapRw]);
 
 const mapArb = fc.record({
   order: fc.constantFrom(ORDER_4K, ORDER_4K, ORDER_2M, ORDER_1G),
@@ -42,13 +66,17 @@ for (const fmt of FORMATS) {
   test(`${fmt.name}: 1-D translations match a naive model for 4K/2M/1G mappings`, () => {
     fc.assert(fc.property(
       fc.array(mapArb, { minLength: 1, maxLength: 12 }),
-      fc.array(fc.record({ pick: fc.nat(), off: fc.nat(), need: fc.constantFrom(PERM_R, PERM_W, PERM_X) }), { maxLength: 40 }),
-      fc.constantFrom(0, HW_EPT_AD),
+      fc.array(fc.record({ pick: fc.nat(), off: fc.nat(), need: fc.constantFrom(PERM_R, PERM_W, PERM_X), flush: fc.boolean() }), { maxLength: 40 }),
+      fc.constantFrom(0, HW_EPT_AD, HW_EPT_AD | HW_PML),
       (maps, accesses, hw) => {
         const pool = new FramePool();
         const p2m = new P2m(pool, fmt, { hwFlags: fmt.name === 'ept' ? hw : 0 });
         const mmu = new Mmu(p2m);
         p2m.onFlush = () => mmu.flush();
+        if ((p2m.hwFlags & HW_PML) !== 0) mmu.pml.enable();
+        // PML oracle: a gfn is logged at its first successful write, and only if its leaf had D clear.
+        const wantLog: number[] = [];
+        const dirtied = new Set<number>();
         // Each mapping gets its own 1 GiB slot so they do not overlap.
         const model: Array<{ gfn: number; span: number; mfn: number; type: P2mType; access: Access; order: number }> = [];
         const used = new Set<number>();
@@ -66,8 +94,14 @@ for (const fmt of FORMATS) {
           const gfn = e.gfn + (a.off % e.span);
           const gpa = gfn * 4096 + (a.off % 4096);
           const perms = expectedPerms(fmt, e.type, e.access, e.order, p2m.hwFlags);
+          // A flush before the access makes it walk again (a logged page's D is already 1 then).
+          if (a.flush) mmu.flush();
           const st = mmu.translate(gpa, a.need);
           if ((a.need & ~perms) === 0) {
+            if (a.need === PERM_W && (p2m.hwFlags & HW_PML) !== 0 && !PRESET_D.has(e.type) && !dirtied.has(gfn)) {
+              wantLog.push(gfn);
+              dirtied.add(gfn);
+            }
             assert.equal(st, XLATE_OK, `gpa ${gpa} need ${a.need} perms ${perms}`);
             assert.equal(mmu.resMfn, e.mfn + (gfn - e.gfn));
             assert.equal(mmu.resFlags & 7, perms);
@@ -84,15 +118,26 @@ for (const fmt of FORMATS) {
         // An unmapped gfn: violation / #NPF / stage-2 translation fault.
         assert.equal(mmu.translate(200 * 2 ** 18 * 4096, PERM_R), XLATE_EXIT);
         assert.equal(mmu.exit.p2mPerms, 0);
+        // The PML log holds exactly the first writes to D-clear leaves (gfns up to 2^24: high words matter), newest first.
+        const logged: number[] = [];
+        assert.equal(mmu.pml.drain((g) => logged.push(g)), wantLog.length, 'PML entries: one per first write');
+        assert.deepEqual(logged, [...wantLog].reverse());
       }), { numRuns: 120 });
   });
+}
+
+/** What GuestTables needs of guest memory (a Domain's GuestMemory, or the test's own frames). */
+interface TableMemory {
+  populate(gfn: number): void;
+  readU32(gpa: number): number;
+  writeU32(gpa: number, value: number): void;
 }
 
 /** A test-side guest OS: builds x86-64 4-level tables in guest memory. */
 class GuestTables {
   private nextGfn: number;
   readonly cr3: number;
-  constructor(private readonly mem: GuestMemory, firstTableGfn: number) {
+  constructor(private readonly mem: TableMemory, firstTableGfn: number) {
     this.nextGfn = firstTableGfn;
     this.cr3 = this.allocTable() * 4096;
   }
@@ -139,6 +184,54 @@ class GuestTables {
 const MEM_PAGES = 16384; // 64 MiB guest
 const TABLE_GFNS = 1024; // gfns [0, 1024) hold guest page tables
 
+/**
+ * Guest memory owned by the test: gfn → mfn is a plain Map the test fills
+ * (a scrambled permutation, so an identity or off-by-one translation cannot
+ * pass), mirrored into the p2m with p2m.set; table writes go straight into
+ * the host frames the Map names.
+ */
+class OracleMemory implements TableMemory {
+  readonly frameOf = new Map<number, number>();
+  constructor(readonly pool: FramePool) {}
+  populate(gfn: number): void {
+    if (!this.frameOf.has(gfn)) throw new Error(`test bug: gfn ${gfn} has no frame`);
+  }
+  readU32(gpa: number): number {
+    const mfn = this.frameOf.get(Math.floor(gpa / 4096))!;
+    return this.pool.wordsOf(mfn)[this.pool.wordOffset(mfn) + ((gpa % 4096) >>> 2)]!;
+  }
+  writeU32(gpa: number, value: number): void {
+    const mfn = this.frameOf.get(Math.floor(gpa / 4096))!;
+    this.pool.wordsOf(mfn)[this.pool.wordOffset(mfn) + ((gpa % 4096) >>> 2)] = value >>> 0;
+  }
+}
+
+/** Host frames [MFN_BASE, MFN_BASE + MEM_PAGES) back the guest; MFN_BASE is 2 MiB-aligned. */
+const MFN_BASE = 512;
+/** Odd multipliers: (k · odd) mod 2^n is a permutation. */
+const SCRAMBLE_4K = 7919;
+const SCRAMBLE_2M = 13;
+
+/** A guest whose every gfn is mapped rw by the test, at 4K or 2M p2m granularity, with the Map as the oracle. */
+function oracleGuest(fmt: P2mFormat, populateOrder: number): { mmu: Mmu; mem: OracleMemory } {
+  const pool = new FramePool();
+  for (let k = 1; k < MFN_BASE + MEM_PAGES; k++) pool.alloc(); // reserve the guest's frames before the p2m takes any
+  const p2m = new P2m(pool, fmt);
+  const mem = new OracleMemory(pool);
+  const blocks = MEM_PAGES / 512;
+  for (let gfn = 0; gfn < MEM_PAGES; gfn++) {
+    const mfn = populateOrder === ORDER_2M
+      ? MFN_BASE + ((Math.floor(gfn / 512) * SCRAMBLE_2M) % blocks) * 512 + (gfn % 512)
+      : MFN_BASE + ((gfn * SCRAMBLE_4K) % MEM_PAGES);
+    mem.frameOf.set(gfn, mfn);
+    if (populateOrder === ORDER_4K || gfn % 512 === 0) p2m.set(gfn, mfn, populateOrder, P2mType.RamRw, Access.RWX);
+  }
+  const mmu = new Mmu(p2m);
+  p2m.onFlush = () => mmu.flush();
+  mmu.twoD = true;
+  return { mmu, mem };
+}
+
 for (const fmt of FORMATS) {
   test(`${fmt.name}: 2-D walks match a naive model (guest 4K/2M/1G pages over 4K or 2M p2m pages)`, () => {
     fc.assert(fc.property(
@@ -146,10 +239,9 @@ for (const fmt of FORMATS) {
       fc.array(fc.record({ m: fc.nat(), off: fc.nat(), write: fc.boolean() }), { minLength: 1, maxLength: 30 }),
       fc.constantFrom(ORDER_4K, ORDER_2M),
       (maps, accesses, populateOrder) => {
-        const dom = new Domain({ format: fmt, memBytes: MEM_PAGES * 4096, guestPaging: true, populateOrder, populate: 'up-front' });
-        const v = dom.vcpus[0]!;
-        const gt = new GuestTables(dom.memory, 1);
-        v.mmu.setCr3(gt.cr3);
+        const { mmu, mem } = oracleGuest(fmt, populateOrder);
+        const gt = new GuestTables(mem, 1);
+        mmu.setCr3(gt.cr3);
         const model: Array<{ gva: number; gpa: number; size: number; rw: boolean }> = [];
         maps.forEach((m, k) => {
           // Mapping k lives in PML4 slot k + 1: no overlaps.
@@ -170,13 +262,15 @@ for (const fmt of FORMATS) {
           const gva = e.gva + off;
           const gpa = e.gpa + off;
           const need = a.write ? PERM_W : PERM_R;
-          const st = v.mmu.translate(gva, need);
+          const st = mmu.translate(gva, need);
           if (a.write && !e.rw) {
             assert.equal(st, XLATE_GUEST_PF, 'write to a read-only guest page is a guest #PF');
             continue;
           }
           assert.equal(st, XLATE_OK);
-          assert.equal(v.mmu.resMfn, dom.memory.frameOf(Math.floor(gpa / 4096)), `gva ${gva} → gpa ${gpa}`);
+          assert.equal(mmu.resMfn, mem.frameOf.get(Math.floor(gpa / 4096)), `gva ${gva} → gpa ${gpa}`);
+          // Rights: the p2m's ram_rw/rwx (all of r, w, x), less W where the guest PTE has R/W clear (SDM Vol. 3A §4.6).
+          assert.equal(mmu.resFlags & 7, PERM_R | PERM_X | (e.rw ? PERM_W : 0));
           const leaf = gt.leafLo(gva);
           assert.ok((leaf & PTE_A) !== 0, 'guest A set');
           if (a.write) assert.ok((leaf & PTE_D) !== 0, 'guest D set on write');
@@ -248,6 +342,7 @@ test('PML: 512 first writes log without exits; the 513th exits pml_full, the flu
   assert.equal(v.exits[ExitReason.EptViolation], 0);
   assert.equal(v.mmu.pml.pending(), 512);
   assert.equal(v.mmu.pml.index, 0xffff);
+  v.mmu.flush(); // the rewrite below walks the p2m again
   v.store(5 * 4096 + 8, 4, 1); // rewrite of a logged page: D already 1, nothing logged
   assert.equal(v.mmu.pml.pending(), 512);
   assert.equal(dirty.length, 0);
@@ -285,4 +380,63 @@ test('p2m: EPT A/D: a read of a logdirty page leaves a TLB entry without write-d
   assert.equal(mmu.translate(7 * 4096, PERM_W), XLATE_OK);
   assert.equal(mmu.tlb.lookup(7, 8), 70);
   assert.equal(mmu.pml.pending(), 1);
+});
+
+test('PML: a gfn ≥ 2^20 is logged as its full 64-bit GPA (high word = gfn >> 20) and drained back whole', () => {
+  const pool = new FramePool();
+  const p2m = new P2m(pool, eptFormat, { hwFlags: HW_EPT_AD | HW_PML });
+  const mmu = new Mmu(p2m);
+  mmu.pml.enable();
+  const gfns = [0x12_3456, 0xf_ffff + 1, 0x7_89ab_cdef % 2 ** 36, 5];
+  gfns.forEach((g, k) => p2m.set(g, 100 + k, ORDER_4K, P2mType.RamLogdirty, Access.RWX));
+  for (const g of gfns) assert.equal(mmu.translate(g * 4096 + 16, PERM_W), XLATE_OK);
+  // The raw log: slot 511 first; GPA = gfn · 4096 as a little-endian u64 (SDM Vol. 3C §29.3.6).
+  const w = pool.wordsOf(mmu.pml.mfn);
+  const o = pool.wordOffset(mmu.pml.mfn);
+  gfns.forEach((g, k) => {
+    const slot = 511 - k;
+    const gpa = BigInt(g) * 4096n;
+    assert.equal(w[o + 2 * slot], Number(gpa & 0xffff_ffffn), `slot ${slot} low word`);
+    assert.equal(w[o + 2 * slot + 1], Number(gpa >> 32n), `slot ${slot} high word`);
+  });
+  const out: number[] = [];
+  mmu.pml.drain((g) => out.push(g));
+  assert.deepEqual(out, [...gfns].reverse());
+});
+
+test('PML: a full log exits before an EPT accessed-flag update too (nothing logged, A stays clear); Xen presets A, so its entries never do', () => {
+  const pool = new FramePool();
+  const p2m = new P2m(pool, eptFormat, { hwFlags: HW_EPT_AD | HW_PML });
+  const mmu = new Mmu(p2m);
+  mmu.pml.enable();
+  const gfn = 0x20_0007; // ≥ 2^20
+  p2m.set(gfn, 77, ORDER_4K, P2mType.RamLogdirty, Access.RWX);
+  p2m.set(9, 99, ORDER_4K, P2mType.RamLogdirty, Access.RWX);
+  const leaf = (g: number): { w: Uint32Array; i: number } => {
+    // Test-side EPT walk (SDM Vol. 3C §29.3.2): 4 levels of 512 entries, frame in bits 51:12.
+    let mfn = p2m.rootMfn;
+    for (let level = 3; level > 0; level--) {
+      const i = pool.wordOffset(mfn) + 2 * (Math.floor(g / 512 ** level) % 512);
+      const ws = pool.wordsOf(mfn);
+      mfn = (ws[i + 1]! & 0xfffff) * 2 ** 20 + (ws[i]! >>> 12);
+    }
+    return { w: pool.wordsOf(mfn), i: pool.wordOffset(mfn) + 2 * (g % 512) };
+  };
+  const EPT_A_BIT = 1 << 8; // SDM Table 29-6: bit 8 accessed, bit 9 dirty
+  const l = leaf(gfn);
+  assert.equal(l.w[l.i]! & EPT_A_BIT, EPT_A_BIT, 'Xen writes ram_logdirty with A preset');
+  mmu.pml.index = 0xffff; // full
+  assert.equal(mmu.translate(gfn * 4096, PERM_R), XLATE_OK, 'A already set: no check, no exit');
+  // An entry with A clear (not one Xen would write): the read must exit pml_full.
+  const k = leaf(9);
+  k.w[k.i] = (k.w[k.i]! & ~EPT_A_BIT) >>> 0;
+  mmu.flush();
+  assert.equal(mmu.translate(9 * 4096, PERM_R), XLATE_EXIT);
+  assert.equal(mmu.exit.reason, ExitReason.PmlFull);
+  assert.equal(k.w[k.i]! & EPT_A_BIT, 0, 'the flag is not set and the access does not happen');
+  assert.equal(mmu.pml.index, 0xffff, 'nothing logged');
+  mmu.pml.drain(() => {});
+  assert.equal(mmu.translate(9 * 4096, PERM_R), XLATE_OK);
+  assert.equal(k.w[k.i]! & EPT_A_BIT, EPT_A_BIT, 'after the drain the read sets A');
+  assert.equal(mmu.pml.pending(), 0, 'an A update is never logged');
 });

@@ -17,7 +17,8 @@
  * A full 2-D walk is 24 references (Bhargava et al., ASPLOS 2008). Like
  * hardware, we cache guest-physical translations (SDM Vol. 3C §29.4.1) in a
  * second, gfn-tagged TLB (`ntlb`), so a guest table reference usually costs one
- * nested-TLB hit plus the PTE read. It is flushed whenever the main TLB is.
+ * nested-TLB hit plus the PTE read. Guest-physical mappings depend on the p2m
+ * only, so a guest CR3 load keeps them (see Flushes).
  *
  * Accessed/dirty flags:
  *  - guest PTEs: A on every level used, D on the leaf for writes (SDM Vol. 3A §4.8);
@@ -26,13 +27,21 @@
  *  - p2m leaf: A/D when the format tracks them (EPT with A/D on, NPT); with EPT
  *    A/D on, guest paging-structure accesses are writes for EPT (SDM Vol. 3C
  *    §29.3.3.2), NPT treats them as user writes (APM Vol. 2 §15.25.5);
- *  - PML: before an EPT D 0→1 the PML index is checked (pml.ts).
+ *  - PML: before an EPT A or D 0→1 the PML index is checked; only D 0→1 is logged (pml.ts).
  *
  * Guest privilege is not modelled: every access is a supervisor access with
  * CR0.WP=1 (writes need R/W at every level; fetches need NX clear everywhere).
  *
- * Flushes: explicit flush(), setCr3() (no PCIDs), and the p2m's onFlush hook
- * (any p2m change the CPU may have cached), as Xen's ept_sync_domain / INVEPT.
+ * Flushes — which caches, when:
+ *  - flush() (INVEPT / INVLPGA / TLBI VMALLS12E1; the domain calls it on every
+ *    vCPU from the p2m's onFlush hook, on any p2m change the CPU may have
+ *    cached, as Xen's ept_sync_domain): the TLB, the nested TLB and the PDE
+ *    cache, all three;
+ *  - setCr3() (MOV to CR3, no PCIDs): the TLB and the PDE cache, which hold
+ *    gva-tagged (linear / combined) translations; the nested TLB keeps its
+ *    gfn-tagged guest-physical ones (SDM Vol. 3A §4.10.4.1: MOV to CR3
+ *    invalidates linear and combined mappings; Vol. 3C §29.4.3.1: guest-physical
+ *    mappings go only with INVEPT).
  *
  * Shadow paging (shadow/, modes/shadow.ts): when `shadowMode` is on, the CPU
  * runs with CR3 pointing at the hypervisor's shadow tables, so a TLB miss is a
@@ -61,6 +70,7 @@ import {
 import { PDE_W, PDE_X, PdeCache } from './pde-cache.ts';
 import { PmlUnit } from './pml.ts';
 import { TLB_R, TLB_W, TLB_WD, TLB_X, Tlb } from './tlb.ts';
+import type { WalkTracer } from './walk-tracer.ts';
 
 /** translate() outcomes. */
 export const XLATE_OK = 0;
@@ -106,6 +116,8 @@ export class Mmu {
   shadowRootMfn = 0;
   /** Shadow paging intercepts MOV to CR3 (sh_update_cr3); called after the load. */
   onCr3Load: ((gpa: number) => void) | null = null;
+  /** Walk instrumentation (walk-tracer.ts); null on every normal run, read once per walk. */
+  tracer: WalkTracer | null = null;
 
   // p2m walk results (internal).
   private wMfn = 0;
@@ -179,12 +191,14 @@ export class Mmu {
     const pde = this.pde;
     const pdeTag = Math.floor(vpn / 512);
     const ps = pdeTag & pde.mask;
+    const tr = this.tracer;
     if (pde.tag[ps] === pdeTag) {
       tableGfn = pde.ptGfn[ps]!;
       const f = pde.flags[ps]!;
       guestW = (f & PDE_W) !== 0;
       guestX = (f & PDE_X) !== 0;
       top = 1;
+      if (tr !== null) tr.pdeHit(tableGfn);
     }
     for (let level = top; level >= 1; level--) {
       const idx = level === 1 ? vpn & 511 : (vpn / LEVEL_SPANS[level - 1]!) & 511;
@@ -196,6 +210,7 @@ export class Mmu {
       let lo = w[i]!;
       const hi = w[i + 1]!;
       refs++;
+      if (tr !== null) tr.guestEntry(level, tableGfn, idx, w, i);
       if ((lo & PTE_P) === 0) return this.walkDone(refs, this.guestFault(gva, need, 0));
       if ((lo & PTE_RW) === 0) guestW = false;
       if ((hi & PTE_HI_NX) !== 0) guestX = false;
@@ -254,6 +269,7 @@ export class Mmu {
     let w = true;
     let x = true;
     let refs = 0;
+    const tr = this.tracer;
     for (let level = 4; level >= 1; level--) {
       const idx = level === 1 ? vpn & 511 : (vpn / LEVEL_SPANS[level - 1]!) & 511;
       const words = pool.wordsOf(table);
@@ -261,6 +277,7 @@ export class Mmu {
       const lo = words[i]!;
       const hi = words[i + 1]!;
       refs++;
+      if (tr !== null) tr.shadowEntry(level, table, idx, words, i);
       if ((lo & PTE_P) === 0) return this.shadowFault(refs, gva, need, 0);
       if ((lo & PTE_RW) === 0) w = false;
       if ((hi & PTE_HI_NX) !== 0) x = false;
@@ -312,7 +329,10 @@ export class Mmu {
     const t = this.ntlb;
     const s = gfn & t.mask;
     const needFlags = (need & (PERM_R | PERM_X)) | ((need & PERM_W) !== 0 ? TLB_WD : 0);
-    if (t.tag[s] === gfn && (t.flags[s]! & needFlags) === needFlags) {
+    const hit = t.tag[s] === gfn && (t.flags[s]! & needFlags) === needFlags;
+    const tr = this.tracer;
+    if (tr !== null) tr.nested(gfn, need, final, hit);
+    if (hit) {
       this.wMfn = t.mfn[s]!;
       this.resFlags = t.flags[s]!;
       this.stats[STAT_NESTED_HITS]!++;
@@ -339,12 +359,14 @@ export class Mmu {
     let table = this.p2m.rootMfn;
     let eff = PERM_R | PERM_W | PERM_X;
     let refs = 0;
+    const tr = this.tracer;
     for (let level = P2M_ROOT_LEVEL; level >= 0; level--) {
       const w = pool.wordsOf(table);
       const i = pool.wordOffset(table) + 2 * levelIndex(gfn, level);
       const lo = w[i]!;
       const hi = w[i + 1]!;
       refs++;
+      if (tr !== null) tr.p2mEntry(level, table, levelIndex(gfn, level), w, i);
       if ((lo | hi) === 0) return this.p2mFault(refs, gfn, gpa, gva, need, 0, level, final, false);
       if (fmt.isRecalc(lo, hi)) return this.p2mFault(refs, gfn, gpa, gva, need, eff, level, final, true);
       if (fmt.isLeaf(lo, hi, level)) {
@@ -366,7 +388,15 @@ export class Mmu {
               }
             }
           } else {
-            if (!fmt.accessed(lo, hi)) fmt.setAccessed(w, i);
+            if (!fmt.accessed(lo, hi)) {
+              // SDM Vol. 3C §29.3.6: the PML index is checked before the CPU sets an EPT accessed
+              // flag as well as a dirty one; a full log exits and the flag is not set. Only D 0→1
+              // is logged. Xen presets A in every EPT leaf it writes (p2m-ept.c
+              // ept_p2m_type_to_flags: entry->a = !!cpu_has_vmx_ept_ad), so this never fires on a
+              // Xen-built p2m and the exit counts do not change.
+              if (this.pml.enabled && (hwFlags & HW_EPT_AD) !== 0 && this.pml.isFull()) return this.pmlFull(refs, gfn, gpa, gva, need, final);
+              fmt.setAccessed(w, i);
+            }
             dirtyOk = fmt.dirty(lo, hi);
           }
         }

@@ -36,11 +36,19 @@ export interface ModeOptions {
   readonly pmlFlush?: 'on-demand' | 'every-exit';
   /** arm-wp: keep the dirty set as a bitmap, or as the list of faulting addresses. */
   readonly armDirtySet?: 'bitmap' | 'list';
-  /** kvm-bitmap: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 (GET then CLEAR in 64-page chunks). */
+  /**
+   * kvm-bitmap, kvm-ring: KVM on Intel with PML (kvm_intel.pml=1, the default: true) or
+   * without it (false: kvm_intel.pml=0, or an AMD host without PML), see kvm-tdp-mmu.ts.
+   */
+  readonly kvmPml?: boolean;
+  /** kvm-bitmap: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 (GET, then CLEAR chunk by chunk as QEMU does). */
   readonly kvmManualProtect?: boolean;
   /** kvm-bitmap with manual protect: KVM_DIRTY_LOG_INITIALLY_SET. */
   readonly kvmInitiallySet?: boolean;
-  /** kvm-bitmap with manual protect: pages per KVM_CLEAR_DIRTY_LOG call (a multiple of 64; default 64). */
+  /**
+   * kvm-bitmap with manual protect: pages per KVM_CLEAR_DIRTY_LOG call, a power of two in
+   * [2^6, 2^31] (QEMU's 1 << clear_bmap_shift); default 2^18 (CLEAR_BITMAP_SHIFT_DEFAULT).
+   */
   readonly kvmClearChunkPages?: number;
   /** kvm-ring: entries per vCPU ring (power of two). */
   readonly ringEntries?: number;
@@ -76,6 +84,17 @@ export interface DirtyMode extends PagingMode {
    */
   beforeGuestWrite?(vcpu: Vcpu | null, gpa: number): void;
   afterGuestWrite?(vcpu: Vcpu | null, gpa: number, sizeBytes: number): void;
+  /**
+   * Optional (kvm-bitmap with manual protect): a migration sender takes over
+   * KVM_CLEAR_DIRTY_LOG as QEMU's does. From this call on, harvest only GETs
+   * and marks each clear chunk holding a returned bit; `beforeSend(gfn)`
+   * clears gfn's chunk, if marked, before the page is read to be sent
+   * (QEMU migration_bitmap_clear_dirty). Without it the clears run at
+   * harvest: a trace replay sends nothing between two harvests.
+   */
+  deferClearsToSender?(): void;
+  /** Optional: the sender is about to read gfn to send it (see deferClearsToSender). */
+  beforeSend?(gfn: number): void;
   /** Stops tracking (Xen OFF / clear KVM_MEM_LOG_DIRTY_PAGES); hardware-cached state is flushed first. */
   disable(): void;
   readonly enabled: boolean;
@@ -83,6 +102,28 @@ export interface DirtyMode extends PagingMode {
   trackingBytes(): number;
   /** Cycles the toolstack and hypervisor spent in peek/harvest/enable/disable so far (not charged to vCPUs). */
   readonly controlCycles: number;
+  /**
+   * The mechanism's own count of page writes it recorded as the guest ran,
+   * cumulative since the mode was made: PML entries the CPU logged
+   * (pmlEntriesLogged), plus writes recorded on the write-fault path — a
+   * log-dirty write fault that marked the page (ept-wp, npt-wp, arm-wp, a
+   * superpage under ept-pml), a write fetch that marked it (shadow), a KVM
+   * write fault that set the bitmap bit or pushed the ring entry. Not counted:
+   * recalc and read faults, PML / list / ring flushes (they move records
+   * already counted), the guest OS model's software-view writes
+   * (markGuestWrite). A faithful mechanism records each page once per tracking
+   * window, at its first write there; dirty-mode.contract.test.ts checks each
+   * window's delta against the naive model's count of first writes, so a
+   * mechanism that logs more (every write, every walk) fails it.
+   */
+  readonly writesLogged: number;
+}
+
+/** PML entries the CPUs of `domain` have written to their logs since they were made (PmlUnit.logged). */
+export function pmlEntriesLogged(domain: Domain): number {
+  let n = 0;
+  for (const v of domain.vcpus) n += v.mmu.pml.logged;
+  return n;
 }
 
 /**

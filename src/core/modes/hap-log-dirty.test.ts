@@ -357,3 +357,49 @@ test('every HAP mode reports its name and format, and is the domain\'s paging mo
     assert.equal(dom.pagingMode, m);
   }
 });
+
+// ---------------------------------------------------------------- NPT per-entry recalc (p2m-pt.c do_recalc)
+
+test('npt-wp: after CLEAN every page touched takes its own #NPF (reads too); a write faults again as a log-dirty write', () => {
+  const { dom, mode, bm } = setup('npt-wp', 2048);
+  const hap = mode as HapLogDirtyMode;
+  mode.enable();
+  mode.harvest(bm);
+  const npf0 = exits(dom, ExitReason.Npf);
+  const f0 = { ...hap.faults };
+  // Four reads in one leaf table, one in another: five #NPFs (EPT would take two misconfigs).
+  for (const g of [10, 11, 12, 500, 700]) load(dom, g);
+  assert.equal(exits(dom, ExitReason.Npf) - npf0, 5);
+  assert.equal(hap.faults.recalcs - f0.recalcs, 5);
+  assert.equal(hap.faults.logDirtyWrites - f0.logDirtyWrites, 0);
+  // Reading them again: resolved, no exit.
+  for (const g of [10, 11, 12, 500, 700]) load(dom, g);
+  assert.equal(exits(dom, ExitReason.Npf) - npf0, 5);
+  // A write to a page already recalculated: one log-dirty write fault.
+  store(dom, 11);
+  assert.equal(exits(dom, ExitReason.Npf) - npf0, 6);
+  // A write to an untouched page: its recalc #NPF, then the log-dirty write #NPF.
+  store(dom, 13);
+  assert.equal(exits(dom, ExitReason.Npf) - npf0, 8);
+  assert.equal(hap.faults.recalcs - f0.recalcs, 6);
+  assert.equal(hap.faults.logDirtyWrites - f0.logDirtyWrites, 2);
+  assert.equal(hap.faults.populates - f0.populates, 0, 'all frames were populated up front');
+  assert.equal(mode.harvest(bm).dirtyCount, 2);
+  assert.deepEqual(bits(bm), [11, 13]);
+  // Entry by entry: 6 entries recomputed, no whole leaf table.
+  assert.equal(dom.p2m.stats.recalcLeafTables, 0);
+});
+
+test('npt-wp: a marked 2 MiB leaf whose range is uniform is recomputed whole (one #NPF); after its split, each 4K sibling faults alone', () => {
+  const { dom, mode, bm } = setup('npt-wp', 1024, { populateOrder: 9 });
+  mode.enable();
+  const npf0 = exits(dom, ExitReason.Npf);
+  for (const g of [512, 600, 1000]) load(dom, g);
+  assert.equal(exits(dom, ExitReason.Npf) - npf0, 1, 'do_recalc retypes the superpage as one entry');
+  store(dom, 516);
+  assert.equal(exits(dom, ExitReason.Npf) - npf0, 2, 'the write splits it');
+  mode.harvest(bm);
+  const npf1 = exits(dom, ExitReason.Npf);
+  for (const g of [512, 513, 600]) load(dom, g);
+  assert.equal(exits(dom, ExitReason.Npf) - npf1, 3, 'the split leaves are 4K entries: one #NPF each');
+});

@@ -14,8 +14,17 @@
  *   511 siblings stay logdirty), retry
  * ```
  * The global change only marks present top-level entries (≤ 512), so ENABLE and
- * CLEAN cost the same whatever the guest size; the vCPUs pay for the rewrite, one
- * 512-entry leaf table per recalc exit (EPT misconfig / NPF / stage-2 abort).
+ * CLEAN cost the same whatever the guest size; the vCPUs pay for the rewrite on
+ * their next accesses, and the two x86 p2m implementations pay differently:
+ *  - EPT (p2m-ept.c resolve_misconfig): one EPT misconfig per leaf table touched,
+ *    recomputing all 512 entries;
+ *  - NPT (p2m-pt.c do_recalc, from svm.c VMEXIT_NPF → p2m_pt_handle_deferred_changes):
+ *    one #NPF per 4 KiB page touched — reads and fetches too — recomputing only that
+ *    entry; a write to a page that is then ram_logdirty faults a second time, as a
+ *    log-dirty write (a 2 MiB / 1 GiB leaf is recomputed whole when its range is
+ *    uniform, as do_recalc does).
+ * arm-wp replaces the three mechanism steps (startTracking / rearmTracking /
+ * stopTracking) with the ARM dirty-tracing series' eager ones (arm-wp.ts).
  *
  * Costs: exit-side work is charged to the vCPU that took the exit (paging-mode.ts);
  * control-side work (pause/unpause, trie walk per leaf slot, recalc marks, PML and
@@ -30,11 +39,11 @@ import { DefaultPagingMode } from '../domain/paging-mode.ts';
 import type { Vcpu } from '../domain/vcpu.ts';
 import { PFNS_PER_L3_SLOT, PFNS_PER_L4_SLOT, PFNS_PER_LEAF } from '../logdirty/dirty-trie.ts';
 import { LogDirty, type LogDirtyMechanism, type PausableDomain, type ShadowOpResult } from '../logdirty/log-dirty.ts';
-import type { ExitAction } from '../mmu/exit-info.ts';
+import type { ExitAction, ExitInfo } from '../mmu/exit-info.ts';
 import type { P2mFormatName } from '../p2m/p2m-format.ts';
 import { P2mType } from '../p2m/p2m-type.ts';
 import { ENTRIES_PER_TABLE, PAGE_SIZE } from '../units.ts';
-import type { DirtyMode, HarvestResult, ModeName, ModeOptions } from './dirty-mode.ts';
+import { pmlEntriesLogged, type DirtyMode, type HarvestResult, type ModeName, type ModeOptions } from './dirty-mode.ts';
 
 /** A toolstack operation refused (wrong state, wrong format, Xen errno): user-facing. */
 export class DirtyModeError extends Error {
@@ -61,6 +70,20 @@ class ChargedPause implements PausableDomain {
   }
 }
 
+/**
+ * The exits a HAP mode handled, by what they were for (on NPT and ARM every kind
+ * shares one exit reason, so the reason alone cannot tell them apart). Plain
+ * counters since the mode was made; sample and subtract per round.
+ */
+export interface HapFaultCounts {
+  /** Write faults on ram_logdirty that recorded the page: log-dirty write faults, one per page first written in a window. */
+  logDirtyWrites: number;
+  /** Recalc exits: EPT misconfig, NPT #NPF on a U/S-cleared entry (do_recalc), ARM fault on an invalidated entry. */
+  recalcs: number;
+  /** Faults on a frame not populated yet, populated on demand (not log-dirty work). */
+  populates: number;
+}
+
 export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
   override readonly name: ModeName;
   readonly format: P2mFormatName;
@@ -71,8 +94,14 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
   controlCycles = 0;
   /** Whether ENABLE turns Intel PML on (ept-pml). */
   protected readonly usesPml: boolean = false;
+  /** Exits handled, by kind (see HapFaultCounts). */
+  readonly faults: HapFaultCounts = { logDirtyWrites: 0, recalcs: 0, populates: 0 };
   /** Per-entry callback for PmlUnit.drain under PEEK/CLEAN/OFF (made once: no closure per flush). */
   private readonly drainMark: (gfn: number) => void;
+  /** Whether the PEEK/CLEAN under way is a CLEAN (read by flushSoftwareCached, domain paused). */
+  private cleaning = false;
+  /** PML entries logged before this mode was made (the vCPUs' counters are per MMU). */
+  private readonly pmlBase: number;
 
   constructor(readonly domain: Domain, name: ModeName, format: P2mFormatName, readonly options: ModeOptions = {}) {
     super();
@@ -89,6 +118,7 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
       flushHardwareCached: () => this.flushCached(),
     };
     this.logDirty.bindMechanism(this.mechanism);
+    this.pmlBase = pmlEntriesLogged(domain);
     const p2m = domain.p2m;
     this.drainMark = (gfn: number) => {
       p2m.changeTypeOne(gfn, P2mType.RamLogdirty, P2mType.RamRw);
@@ -122,8 +152,21 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
     return this.domain.costs.logdirtyMark;
   }
 
+  override handleRecalc(vcpu: Vcpu, exit: ExitInfo): ExitAction {
+    this.faults.recalcs++;
+    return super.handleRecalc(vcpu, exit);
+  }
+
+  override handleViolation(vcpu: Vcpu, exit: ExitInfo): ExitAction {
+    const frames = vcpu.domain.memory.populatedFrames;
+    const action = super.handleViolation(vcpu, exit);
+    if (vcpu.domain.memory.populatedFrames !== frames) this.faults.populates++;
+    return action;
+  }
+
   override logDirtyWrite(vcpu: Vcpu, gfn: number, order: number): ExitAction {
     const costs = vcpu.domain.costs;
+    this.faults.logDirtyWrites++;
     this.onDirty(vcpu, gfn);
     vcpu.domain.p2m.changeTypeOne(gfn, P2mType.RamLogdirty, P2mType.RamRw);
     vcpu.chargeCycles(costs.writeFaultHandling + this.faultMarkCost() + (order > 0 ? costs.superpageSplit : 0));
@@ -134,6 +177,11 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
 
   get enabled(): boolean {
     return this.logDirty.isEnabled;
+  }
+
+  /** Write faults that marked a page (faults.logDirtyWrites), plus PML entries logged (DirtyMode.writesLogged). */
+  get writesLogged(): number {
+    return this.faults.logDirtyWrites + pmlEntriesLogged(this.domain) - this.pmlBase;
   }
 
   enable(): void {
@@ -173,7 +221,13 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
     if (bitmap !== null && bitmap.length * 32 < pages) {
       throw new DirtyModeError(`${this.name}: ${op} bitmap holds ${bitmap.length * 32} bits, the guest has ${pages} pages`);
     }
-    const r = clean ? this.logDirty.clean(bitmap, pages) : this.logDirty.peek(bitmap, pages);
+    this.cleaning = clean;
+    let r: ShadowOpResult;
+    try {
+      r = clean ? this.logDirty.clean(bitmap, pages) : this.logDirty.peek(bitmap, pages);
+    } finally {
+      this.cleaning = false;
+    }
     check(r, op, this);
     this.chargeWalk(pages, bitmap !== null, clean);
     return { dirtyCount: r.stats.dirtyCount, faultCount: r.stats.faultCount };
@@ -196,16 +250,16 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
 
   // ---------------------------------------------------------------- mechanism (domain paused)
 
-  /** hap_enable_log_dirty: PML on if this mode uses it, then global rw → logdirty + TLB flush. */
+  /** hap_enable_log_dirty: PML on if this mode uses it, then start write tracking. */
   private hapEnable(): void {
     if (this.usesPml) {
       this.domain.enablePml();
       this.controlCycles += this.domain.vcpus.length * this.domain.costs.pmlVcpuToggle;
     }
-    this.globalChange(P2mType.RamRw, P2mType.RamLogdirty);
+    this.startTracking();
   }
 
-  /** hap_disable_log_dirty: flush and turn off PML, then global logdirty → rw. */
+  /** hap_disable_log_dirty: flush and turn off PML, then stop write tracking. */
   private hapDisable(): void {
     if (this.domain.pmlEnabled) {
       this.flushCached();
@@ -213,12 +267,27 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
       this.controlCycles += this.domain.vcpus.length * this.domain.costs.pmlVcpuToggle;
     }
     this.dropSoftwareCached();
-    this.globalChange(P2mType.RamLogdirty, P2mType.RamRw);
+    this.stopTracking();
   }
 
-  /** hap_clean_dirty_bitmap: re-arm lazily (cost independent of guest size). */
+  /** hap_clean_dirty_bitmap: re-arm write tracking. */
   private hapClean(): void {
+    this.rearmTracking();
+  }
+
+  /** ENABLE's write protection: Xen HAP's lazy global rw → logdirty + TLB flush. */
+  protected startTracking(): void {
     this.globalChange(P2mType.RamRw, P2mType.RamLogdirty);
+  }
+
+  /** CLEAN's re-arm (trie already read and cleared): the lazy global rw → logdirty, cost independent of guest size. */
+  protected rearmTracking(): void {
+    this.globalChange(P2mType.RamRw, P2mType.RamLogdirty);
+  }
+
+  /** OFF: the lazy global logdirty → rw. */
+  protected stopTracking(): void {
+    this.globalChange(P2mType.RamLogdirty, P2mType.RamRw);
   }
 
   /** p2m_flush_hardware_cached_dirty: every vCPU's PML log into the trie, then software-cached marks. */
@@ -228,11 +297,15 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
       const n = v.mmu.pml.drain(this.drainMark);
       this.controlCycles += n * costs.pmlFlushPerEntry;
     }
-    this.flushSoftwareCached();
+    this.flushSoftwareCached(this.cleaning);
   }
 
-  /** Marks recorded outside the trie (the ARM list) go into it; called under pause before a read. */
-  protected flushSoftwareCached(): void {}
+  /**
+   * Marks recorded outside the trie (the ARM list) go into it; called under
+   * pause before the trie is read. `clean`: the read is a CLEAN's (the trie is
+   * cleared next, then rearmTracking runs).
+   */
+  protected flushSoftwareCached(_clean: boolean): void {}
 
   /** Forgets marks recorded outside the trie (OFF). */
   protected dropSoftwareCached(): void {}
@@ -260,7 +333,7 @@ function check(r: ShadowOpResult, op: string, mode: HapLogDirtyMode): asserts r 
 }
 
 /** Trie leaves present below pfn `end` (control plane: walks interior slots only). */
-function presentLeaves(ld: LogDirty, end: number): number {
+export function presentLeaves(ld: LogDirty, end: number): number {
   const top = ld.trie.top;
   if (top === null) return 0;
   let n = 0;

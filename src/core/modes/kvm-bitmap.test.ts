@@ -1,8 +1,9 @@
 /**
  * kvm-bitmap against a naive model: every round's harvest equals the pages
  * written in its window (classic GET, manual-protect GET + CLEAR, and
- * initially-set, whose first harvest reports every page), on 1 and 4 vCPUs,
- * 4 KiB and 2 MiB guests; CLEAR granularity; errors.
+ * initially-set, whose first harvest reports every page), with PML and
+ * without, on 1 and 4 vCPUs, 4 KiB and 2 MiB guests; CLEAR granularity
+ * (QEMU's chunks, KVM's 64-page masks), lazy CLEAR before a send; errors.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,13 +17,17 @@ import type { ModeOptions } from './dirty-mode.ts';
 import { DirtyModeError } from './hap-log-dirty.ts';
 import { KvmBitmapMode, createKvmBitmap } from './kvm-bitmap.ts';
 import { MODES } from './registry.ts';
-import { runWindows } from './testing/dirty-windows.ts';
+import { bitmapPages, runWindows } from './testing/dirty-windows.ts';
 
-const VARIANTS: ReadonlyArray<[string, ModeOptions]> = [
-  ['classic GET', {}],
-  ['manual protect', { kvmManualProtect: true }],
-  ['manual protect, initially set', { kvmManualProtect: true, kvmInitiallySet: true }],
-];
+const VARIANTS: ReadonlyArray<[string, ModeOptions]> = [false, true].flatMap((kvmPml): Array<[string, ModeOptions]> => {
+  const pml = kvmPml ? 'PML' : 'no PML';
+  return [
+    [`classic GET, ${pml}`, { kvmPml }],
+    [`manual protect, ${pml}`, { kvmPml, kvmManualProtect: true }],
+    [`manual protect, 64-page CLEARs, ${pml}`, { kvmPml, kvmManualProtect: true, kvmClearChunkPages: 64 }],
+    [`manual protect, initially set, ${pml}`, { kvmPml, kvmManualProtect: true, kvmInitiallySet: true }],
+  ];
+});
 const PAGES = 2048;
 
 function assertRoundsExact(run: ReturnType<typeof runWindows>, initiallySet: boolean): void {
@@ -54,7 +59,16 @@ for (const [label, opts] of VARIANTS) {
         });
         assert.equal(run.rounds.length, 4);
         assertRoundsExact(run, opts.kvmInitiallySet === true);
-        assert.equal((run.mode as KvmBitmapMode).reportsAllOnFirstHarvest, opts.kvmInitiallySet === true);
+        const mode = run.mode as KvmBitmapMode;
+        assert.equal(mode.reportsAllOnFirstHarvest, opts.kvmInitiallySet === true);
+        // The pages are populated on demand: with PML a write faults only to populate its frame.
+        if (opts.kvmPml) assert.ok(mode.mmuStats.pmlEntriesFlushed > 0, 'PML logged the writes to populated pages');
+        else assert.equal(mode.mmuStats.pmlEntriesFlushed, 0);
+        // Each first write to a page in a window is logged once: by a write fault or by PML.
+        if (!opts.kvmInitiallySet) {
+          const firstWrites = run.rounds.reduce((n, r) => n + r.written.length, 0);
+          assert.equal(mode.mmuStats.writeFaults + mode.mmuStats.pmlEntriesFlushed, firstWrites);
+        }
       });
     }
   }
@@ -133,9 +147,70 @@ test('kvm-bitmap manual protect: GET copies only; CLEAR in 64-page chunks re-pro
   }
 });
 
-test('kvm-bitmap initially set: no write protection until the first CLEAR; then writes fault and are logged', () => {
+test('kvm-bitmap manual protect, QEMU chunks: at harvest one CLEAR per chunk holding a GET bit, in order, the last one clipped to the slot', () => {
+  for (const kvmPml of [false, true]) {
+    const dom = new Domain({ format: 'ept', memBytes: 1000 * 4096, populate: 'up-front' });
+    const mode = createKvmBitmap(dom, { kvmPml, kvmManualProtect: true, kvmClearChunkPages: 256 }) as KvmBitmapMode;
+    mode.enable();
+    const clears: Array<[number, number, number[]]> = [];
+    const orig = mode.log.clearDirtyLog.bind(mode.log);
+    mode.log.clearDirtyLog = (first, num, mask) => {
+      const bits: number[] = [];
+      const m = mask as Uint32Array;
+      for (let i = 0; i < num; i++) if (((m[i >>> 5]! >>> (i & 31)) & 1) === 1) bits.push(first + i);
+      clears.push([first, num, bits]);
+      return orig(first, num, mask);
+    };
+    runStores(dom, [999, 3, 600, 255, 3]);
+    assert.equal(mode.harvest(null).dirtyCount, 4);
+    // Chunks [0,256) and [512,768) and [768,1000) hold bits; [256,512) has none and gets no ioctl.
+    assert.deepEqual(clears, [[0, 256, [3, 255]], [512, 256, [600]], [768, 232, [999]]], `kvmPml=${kvmPml}`);
+    assert.equal(mode.kvmStats.clearIoctls, 3);
+    assert.equal(mode.kvmStats.pagesCleared, 4);
+    const r = new P2mLookup();
+    for (const g of [3, 255, 600, 999]) {
+      dom.p2m.lookup(g, r);
+      assert.equal(r.type, P2mType.RamLogdirty, `gfn ${g} re-armed (kvmPml=${kvmPml})`);
+    }
+  }
+});
+
+test('kvm-bitmap manual protect with a sender: GET only at harvest; a chunk is cleared just before its first page is sent', () => {
+  const dom = new Domain({ format: 'ept', memBytes: 1024 * 4096, populate: 'up-front' });
+  const mode = createKvmBitmap(dom, { kvmPml: false, kvmManualProtect: true, kvmClearChunkPages: 256 }) as KvmBitmapMode;
+  mode.enable();
+  mode.deferClearsToSender();
+  runStores(dom, [10, 300, 700]);
+  const bm = new Uint32Array(32);
+  assert.equal(mode.harvest(bm).dirtyCount, 3);
+  assert.equal(mode.kvmStats.clearIoctls, 0, 'no CLEAR at harvest');
+  const r = new P2mLookup();
+  dom.p2m.lookup(10, r);
+  assert.equal(r.type, P2mType.RamRw, 'not re-protected before its chunk is cleared');
+  // Written again between GET and the chunk's CLEAR: not logged again (its send, after the CLEAR, carries it).
+  runStores(dom, [10, 20]);
+  assert.equal(mode.mmuStats.writeFaults, 4, 'gfn 10 still writable; gfn 20 faults');
+  mode.beforeSend(10);
+  assert.equal(mode.kvmStats.clearIoctls, 1);
+  assert.equal(mode.kvmStats.pagesCleared, 1, 'the mask is what GET returned: gfn 10, not gfn 20');
+  dom.p2m.lookup(10, r);
+  assert.equal(r.type, P2mType.RamLogdirty);
+  mode.beforeSend(11);
+  mode.beforeSend(10);
+  assert.equal(mode.kvmStats.clearIoctls, 1, 'a chunk is cleared once per GET');
+  mode.beforeSend(700);
+  assert.equal(mode.kvmStats.clearIoctls, 2);
+  // Chunk 1 (gfn 300) was never sent: its bit stays in KVM's log, and the next GET returns it again.
+  runStores(dom, [10]);
+  bm.fill(0);
+  assert.equal(mode.harvest(bm).dirtyCount, 3);
+  assert.deepEqual(bitmapPages(bm, 1024), [10, 20, 300]);
+  assert.equal(mode.kvmStats.clearIoctls, 2);
+});
+
+test('kvm-bitmap initially set, no PML: no write protection until the first CLEAR; then writes fault and are logged', () => {
   const dom = new Domain({ format: 'ept', memBytes: 512 * 4096, vcpus: 2, populate: 'up-front', quantumRecords: 1 });
-  const mode = createKvmBitmap(dom, { kvmManualProtect: true, kvmInitiallySet: true }) as KvmBitmapMode;
+  const mode = createKvmBitmap(dom, { kvmPml: false, kvmManualProtect: true, kvmInitiallySet: true, kvmClearChunkPages: 64 }) as KvmBitmapMode;
   mode.enable();
   runStores(dom, [1, 2, 3, 300]);
   assert.equal(dom.totalExits()[ExitReason.EptViolation], 0, 'nothing is write-protected before the first CLEAR');
@@ -150,6 +225,23 @@ test('kvm-bitmap initially set: no write protection until the first CLEAR; then 
   assert.deepEqual([bm[0], bm[12]], [(1 << 7) | (1 << 8), 1 << (400 - 384)]);
 });
 
+test('kvm-bitmap initially set, PML: the first CLEAR clears D bits; later first writes are logged by PML with no exit', () => {
+  const dom = new Domain({ format: 'ept', memBytes: 512 * 4096, vcpus: 2, populate: 'up-front', quantumRecords: 1 });
+  const mode = createKvmBitmap(dom, { kvmManualProtect: true, kvmInitiallySet: true }) as KvmBitmapMode;
+  mode.enable();
+  runStores(dom, [1, 2, 3, 300]);
+  assert.equal(mode.mmuStats.pmlEntriesFlushed, 0, 'every SPTE still has D set: nothing to log');
+  assert.equal(mode.harvest(null).dirtyCount, 512);
+  assert.equal(mode.kvmStats.clearIoctls, 1, 'one QEMU chunk (2^18 pages) covers this 512-page slot');
+  runStores(dom, [7, 7, 8, 400]);
+  assert.equal(dom.totalExits()[ExitReason.EptViolation], 0, 'no write faults with PML');
+  const bm = new Uint32Array(16);
+  assert.equal(mode.harvest(bm).dirtyCount, 3);
+  assert.deepEqual([bm[0], bm[12]], [(1 << 7) | (1 << 8), 1 << (400 - 384)]);
+  assert.equal(mode.mmuStats.pmlEntriesFlushed, 3, 'one PML entry per first write, flushed at the GET\'s kick');
+  assert.equal(mode.mmuStats.kicks, 2 * 2 * 2, 'GET and CLEAR each kick both vCPUs, in two harvests');
+});
+
 test('kvm-bitmap initially set on a 64 GiB sparse guest: the first CLEAR skips unpopulated memory', () => {
   const pages = 16 * 2 ** 20;
   const dom = new Domain({ format: 'ept', memBytes: pages * 4096, vcpus: 2 });
@@ -158,22 +250,25 @@ test('kvm-bitmap initially set on a 64 GiB sparse guest: the first CLEAR skips u
   const touched = [1, 5000, 3 * 2 ** 20, pages - 1];
   runStores(dom, touched);
   assert.equal(mode.harvest(null).dirtyCount, pages);
-  assert.equal(mode.kvmStats.clearIoctls, pages / 64);
+  assert.equal(mode.kvmStats.clearIoctls, pages / 2 ** 18, 'one CLEAR per QEMU chunk of 2^18 pages');
   assert.equal(mode.mmuStats.pagesProtected, touched.length, 'only populated pages had SPTEs to protect');
   runStores(dom, [5000, 7, pages - 1]);
   assert.equal(mode.harvest(null).dirtyCount, 3);
-  assert.equal(mode.trackingBytes(), 2 * pages / 8);
+  assert.equal(mode.trackingBytes(), 2 * pages / 8 + 2 * 4096, 'two slot bitmaps and two vCPUs\' PML pages');
 });
 
 test('kvm-bitmap: tracking bytes are twice the slot bitmap while logging; disable leaves the guest running', () => {
   const dom = new Domain({ format: 'ept', memBytes: 1000 * 4096, populate: 'up-front' });
   const mode = createKvmBitmap(dom, {}) as KvmBitmapMode;
-  assert.equal(mode.trackingBytes(), 0);
+  const pmlPage = 4096; // one vCPU: one PML page, allocated with the vCPU
+  assert.equal(mode.trackingBytes(), pmlPage);
   mode.enable();
-  assert.equal(mode.trackingBytes(), 2 * Math.ceil(1000 / 64) * 8);
+  assert.equal(mode.trackingBytes(), 2 * Math.ceil(1000 / 64) * 8 + pmlPage);
   runStores(dom, [10, 20]);
   mode.disable();
-  assert.equal(mode.trackingBytes(), 0);
+  assert.equal(mode.trackingBytes(), pmlPage);
+  assert.equal(dom.pmlEnabled, false, 'PML goes off with logging');
+  assert.equal(createKvmBitmap(new Domain({ format: 'ept', memBytes: 64 * 4096 }), { kvmPml: false }).trackingBytes(), 0);
   assert.equal(mode.enabled, false);
   runStores(dom, [30, 40, 30]); // protected pages go writable, unlogged
   assert.equal(dom.crashed, false);
@@ -186,7 +281,9 @@ test('kvm-bitmap: tracking bytes are twice the slot bitmap while logging; disabl
 test('kvm-bitmap refuses bad set-ups with a clear error', () => {
   const ept = new Domain({ format: 'ept', memBytes: 64 * 4096 });
   assert.throws(() => createKvmBitmap(ept, { kvmInitiallySet: true }), /needs kvmManualProtect/);
-  assert.throws(() => createKvmBitmap(ept, { kvmManualProtect: true, kvmClearChunkPages: 100 }), /multiple of 64/);
+  for (const bad of [100, 32, 192, 2 ** 32]) {
+    assert.throws(() => createKvmBitmap(ept, { kvmManualProtect: true, kvmClearChunkPages: bad }), /power of two from 2\^6 to 2\^31/);
+  }
   assert.throws(() => createKvmBitmap(new Domain({ format: 'npt', memBytes: 64 * 4096 }), {}), /needs an ept p2m/);
   const mode = createKvmBitmap(ept, {});
   assert.throws(() => mode.harvest(null), /not enabled/);

@@ -28,9 +28,40 @@
  *    block as one write-protected superpage, split on its first write as KVM's
  *    fault path does (tdp_mmu_split_huge_page); its 511 siblings stay protected;
  *  - a write fault on a page not yet populated populates it and logs it in the
- *    same exit (make_spte → mark_page_dirty_in_slot); a read maps it protected;
- *  - no PML (as with kvm_intel.pml=0 or on AMD): every first write to a page in
- *    a window is one EPT violation.
+ *    same exit (make_spte → mark_page_dirty_in_slot); a read maps it protected.
+ *
+ * With PML (ModeOptions.kvmPml, default true: kvm_intel.pml=1, as KVM runs on
+ * Intel by default; false = kvm_intel.pml=0, or an AMD host without PML):
+ *  - enabling dirty logging turns PML on in every vCPU (vmx_update_cpu_dirty_logging)
+ *    and, instead of write-protecting 4K SPTEs, clears their D bits
+ *    (x86.c kvm_mmu_slot_apply_flags → kvm_mmu_slot_leaf_clear_dirty); only
+ *    huge SPTEs are write-protected (kvm_mmu_slot_remove_write_access at
+ *    PG_LEVEL_2M). In the p2m's terms a 4K ram_logdirty entry under HW_PML is
+ *    writable with D=0 and a ram_rw entry writable with D=1 (p2mTypeToFlags),
+ *    so "clear D" and "write-protect" are the same type change, rw → logdirty:
+ *    the hardware flags make the difference;
+ *  - the first write to a clean page sets D and logs its GPA in the vCPU's PML
+ *    buffer, with no exit (walker.ts). __vmx_handle_exit flushes the buffer on
+ *    *every* VM exit, before handling it (vmx_flush_pml_buffer →
+ *    kvm_vcpu_mark_page_dirty: bitmap bit or ring push); a PML-full exit then has
+ *    nothing left to do (handle_pml_full). KVM leaves the SPTE as the CPU left
+ *    it (writable, D=1): here the entry is retyped logdirty → rw, which changes
+ *    no hardware bit, so no TLB flush;
+ *  - GET and CLEAR first call kvm_arch_sync_dirty_log, which kicks every vCPU
+ *    (an exit each, flushing its buffer); modelled as synchronous: the kicked
+ *    vCPUs' entries are in the log before it is read (KVM does not wait for
+ *    the IPI, so a few might land in the next round instead; no write is lost
+ *    either way). The ring's harvester kicks the vCPUs itself (QEMU
+ *    kvm_dirty_ring_flush), see kvm-ring.ts;
+ *  - re-protection by mask (GET, CLEAR, ring reset) clears D
+ *    (kvm_arch_mmu_enable_log_dirty_pt_masked → kvm_mmu_clear_dirty_pt_masked,
+ *    "if PML is enabled ... clear the Dirty bit, otherwise clear the Writable bit");
+ *  - so a first write in a window costs an EPT violation only where a fault
+ *    was needed anyway: populating a frame, or a write-protected huge SPTE.
+ * Without PML every first write to a page in a window is one EPT violation.
+ * Kept as this mode's model: EPT A/D follow PML (on while PML is on); KVM keeps
+ * A/D on whenever the CPU has them (eptad=1), which matters only with paged
+ * addressing (the CPU's guest page-table accesses count as writes for EPT D).
  *
  * Costs: exit-side work is charged to the faulting vCPU; re-protection, GET/CLEAR
  * and ring resets done by the toolstack go to `controlCycles` (cost-model.ts).
@@ -49,16 +80,27 @@ import { STAT_TLB_FLUSHES } from '../mmu/mmu-stats.ts';
 import type { P2mLookup } from '../p2m/p2m.ts';
 import { P2M_ROOT_LEVEL, levelIndex, levelSpan } from '../p2m/p2m-format.ts';
 import { P2mType, PERM_W } from '../p2m/p2m-type.ts';
-import type { DirtyMode, HarvestResult, ModeName } from './dirty-mode.ts';
+import { PAGE_SIZE } from '../units.ts';
+import { ExitReason } from '../vm-exit.ts';
+import { pmlEntriesLogged, type DirtyMode, type HarvestResult, type ModeName, type ModeOptions } from './dirty-mode.ts';
 import { DirtyModeError } from './hap-log-dirty.ts';
 
 /** The one memslot the KVM modes register (as_id 0, id 0). */
 export const KVM_LOG_SLOT = 0;
 
-/** Counters of the KVM MMU side, sampled by tests and reports. */
+/**
+ * Counters of the KVM MMU side, sampled by tests and reports. With logging on,
+ * every first write to a page since its last re-protection is logged exactly
+ * once: by a write fault (writeFaults) or by the CPU in a PML buffer, then
+ * flushed (pmlEntriesFlushed); guest-OS table writes (markGuestWrite) aside.
+ */
 export interface KvmMmuStats {
-  /** Write faults on a protected page handled (fast_page_fault). */
+  /** Write faults on a protected page (fast_page_fault, or a populating write) handled. */
   writeFaults: number;
+  /** PML entries moved from the vCPUs' buffers into the log (every exit, kicks, disable). */
+  pmlEntriesFlushed: number;
+  /** vCPU kicks that made a vCPU exit to flush its PML buffer (kvm_arch_sync_dirty_log). */
+  kicks: number;
   /** Pages write-protected again (by mask or slot-wide). */
   pagesProtected: number;
   /** Superpages split (eager, or on a write). */
@@ -73,9 +115,17 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
   /** Pages in the memslot (= guest pages). */
   readonly npages: number;
   controlCycles = 0;
-  readonly mmuStats: KvmMmuStats = { writeFaults: 0, pagesProtected: 0, superpageSplits: 0, tlbFlushes: 0 };
+  readonly mmuStats: KvmMmuStats = { writeFaults: 0, pmlEntriesFlushed: 0, kicks: 0, pagesProtected: 0, superpageSplits: 0, tlbFlushes: 0 };
+  /** KVM runs with PML (ModeOptions.kvmPml, default true). */
+  readonly pml: boolean;
   /** KVM_MEM_LOG_DIRTY_PAGES is set on the slot. */
   protected logging = false;
+  /** Writes logged (bitmap bit set, ring entry pushed) from the write-fault path. */
+  protected faultWritesLogged = 0;
+  /** PML entries logged before this mode was made (the vCPUs' counters are per MMU). */
+  private readonly pmlBase: number;
+  /** Writes logged for the guest OS model's software-view writes (markGuestWrite). */
+  protected softwareViewLogs = 0;
   /** Whether new frames come in write-protected (tracking armed on the slot). */
   private armed = false;
   // Mask being applied by protectMasked (read by protectVisit: no closure per call).
@@ -84,6 +134,10 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
   private maskHi = 0;
   private readonly protectVisit: (gfn: number, r: P2mLookup) => void;
   private readonly protectAllVisit: (gfn: number, r: P2mLookup) => void;
+  /** Per-entry callback for PmlUnit.drain (made once: no closure per flush). */
+  private readonly pmlFlushVisit: (gfn: number) => void;
+  /** The vCPU whose buffer pmlFlushVisit is draining. */
+  private flushVcpu: Vcpu | null = null;
   private savedHook: (() => void) | null = null;
   private savedFlushes = 0;
   private savedSplits = 0;
@@ -96,12 +150,14 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
   private emptyKeyMax = -1;
   private emptyKeyPopulated = -1;
 
-  constructor(readonly domain: Domain, name: ModeName) {
+  constructor(readonly domain: Domain, name: ModeName, opts: ModeOptions) {
     super();
     if (domain.format.name !== 'ept') {
       throw new DirtyModeError(`mode ${name} needs an ept p2m, but domain ${domain.id} uses ${domain.format.name}`);
     }
     this.name = name;
+    this.pml = opts.kvmPml ?? true;
+    this.pmlBase = pmlEntriesLogged(domain);
     this.npages = domain.memory.pageCount;
     const p2m = domain.p2m;
     this.protectVisit = (gfn, r) => {
@@ -120,6 +176,12 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
         this.mmuStats.pagesProtected++;
         this.protectedSinceFlush = true;
       }
+    };
+    this.pmlFlushVisit = (gfn) => {
+      // The SPTE stays writable with D=1 (KVM does not touch it): retype logdirty → rw, no hardware bit changes.
+      p2m.changeTypeOne(gfn, P2mType.RamLogdirty, P2mType.RamRw);
+      // mark_page_dirty_in_slot does nothing once the slot stopped logging.
+      if (this.logging) this.logWrite(this.flushVcpu!, gfn);
     };
   }
 
@@ -144,11 +206,66 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
 
   /** mark_page_dirty from a write the hardware path did not see (the guest OS model's table writes). */
   markGuestWrite(vcpu: Vcpu, gfn: number): void {
-    if (this.logging) this.logWrite(vcpu, gfn);
+    if (!this.logging) return;
+    this.logWrite(vcpu, gfn);
+    this.softwareViewLogs++;
+  }
+
+  /**
+   * DirtyMode.writesLogged: writes logged from the write-fault path, plus, with
+   * PML, the entries the CPU logged (kvm-ring counts its ring pushes instead).
+   */
+  get writesLogged(): number {
+    return this.faultWritesLogged + (this.pml ? pmlEntriesLogged(this.domain) - this.pmlBase : 0);
   }
 
   /** Requests checked before VM entry (vcpu_enter_guest); the ring's soft-full exit. */
   protected beforeReentry(_vcpu: Vcpu): void {}
+
+  /**
+   * __vmx_handle_exit: with PML, the buffer is flushed first, whatever the
+   * exit; a PML-full exit then needs nothing more (handle_pml_full). Pending
+   * requests are checked before re-entry.
+   */
+  override handleExit(vcpu: Vcpu, exit: ExitInfo): ExitAction {
+    if (this.pml) this.flushPmlBuffer(vcpu);
+    const action = exit.reason === ExitReason.PmlFull ? 'retry' : super.handleExit(vcpu, exit);
+    if (this.logging) this.beforeReentry(vcpu);
+    return action;
+  }
+
+  /**
+   * vmx_flush_pml_buffer: each GPA the CPU logged since the last flush goes to
+   * the dirty log (kvm_vcpu_mark_page_dirty), charged to that vCPU. Returns the entries.
+   */
+  protected flushPmlBuffer(vcpu: Vcpu): number {
+    const pml = vcpu.mmu.pml;
+    if (!pml.enabled || pml.pending() === 0) return 0;
+    this.flushVcpu = vcpu;
+    this.quietBegin();
+    const n = pml.drain(this.pmlFlushVisit);
+    this.quietEnd();
+    this.flushVcpu = null;
+    this.mmuStats.pmlEntriesFlushed += n;
+    vcpu.chargeCycles(n * vcpu.domain.costs.kvmPmlFlushPerEntry);
+    return n;
+  }
+
+  /**
+   * Kicks every vCPU out of the guest: each takes an exit (charged to it, plus
+   * `extraCycles` each, e.g. a return to the VMM) and flushes its PML buffer on
+   * the way out. Returns the entries flushed.
+   */
+  protected kickAllVcpus(extraCycles: number): number {
+    const costs = this.domain.costs;
+    let n = 0;
+    for (const v of this.domain.vcpus) {
+      this.mmuStats.kicks++;
+      v.chargeCycles(costs.vmexitRoundTripX86 + extraCycles);
+      if (this.pml) n += this.flushPmlBuffer(v);
+    }
+    return n;
+  }
 
   override handleViolation(vcpu: Vcpu, exit: ExitInfo): ExitAction {
     const mem = vcpu.domain.memory;
@@ -164,7 +281,10 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
   /** fast_page_fault on a write-protected SPTE (the default path's write to ram_logdirty). */
   override logDirtyWrite(vcpu: Vcpu, gfn: number, order: number): ExitAction {
     const costs = vcpu.domain.costs;
-    if (this.logging) this.logWrite(vcpu, gfn);
+    if (this.logging) {
+      this.logWrite(vcpu, gfn);
+      this.faultWritesLogged++;
+    }
     const p2m = vcpu.domain.p2m;
     if (order === 0) {
       this.quietBegin();
@@ -177,7 +297,6 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
     }
     this.mmuStats.writeFaults++;
     vcpu.chargeCycles(costs.kvmWriteFault + (order > 0 ? costs.superpageSplit : 0));
-    if (this.logging) this.beforeReentry(vcpu);
     return 'retry';
   }
 
@@ -198,12 +317,23 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
     this.quietEnd();
   }
 
+  /**
+   * kvm_mmu_slot_apply_flags, logging on: without PML write-protect every
+   * SPTE; with PML clear every 4K SPTE's D bit and write-protect huge ones —
+   * the same type change here, under the hardware flags PML set (header).
+   */
   protectSlot(slot: number): void {
     if (slot !== KVM_LOG_SLOT) return;
     const p2m = this.domain.p2m;
     this.quietBegin();
     p2m.forEachMapped(0, Math.min(this.npages, p2m.maxMappedGfn + 1), this.protectAllVisit);
     this.quietEnd();
+  }
+
+  /** kvm_arch_sync_dirty_log (x86.c): with PML, kick every vCPU so its buffer lands in the log; else nothing. */
+  syncDirtyLog(slot: number): void {
+    if (slot !== KVM_LOG_SLOT || !this.pml) return;
+    this.kickAllVcpus(0);
   }
 
   /**
@@ -267,6 +397,30 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
   }
 
   // ---------------------------------------------------------------- helpers for the modes
+
+  /**
+   * Dirty logging goes on in the vCPUs: with PML, vmx_update_cpu_dirty_logging
+   * sets the PML enable control in each VMCS. Call before protecting the slot,
+   * so that re-typed entries take PML's flags.
+   */
+  protected startCpuDirtyLogging(): void {
+    if (this.pml && !this.domain.pmlEnabled) this.domain.enablePml();
+  }
+
+  /**
+   * Dirty logging goes off: the buffers' last entries are drained (discarded:
+   * the slot no longer logs) and PML is turned off.
+   */
+  protected stopCpuDirtyLogging(): void {
+    if (!this.domain.pmlEnabled) return;
+    for (const v of this.domain.vcpus) this.flushPmlBuffer(v);
+    this.domain.disablePml();
+  }
+
+  /** Bytes of the vCPUs' PML pages: KVM allocates one per vCPU at creation when PML is on (vmx_vcpu_create). */
+  protected pmlBytes(): number {
+    return this.pml ? this.domain.vcpus.length * PAGE_SIZE : 0;
+  }
 
   /** New frames in the slot come in write-protected from now on (tracking armed). */
   protected armNewFrames(): void {

@@ -180,6 +180,11 @@ export class ShadowMode implements DirtyMode {
     return this.logDirty.isEnabled;
   }
 
+  /** Write fetches on the fault path that marked their target (DirtyMode.writesLogged). */
+  get writesLogged(): number {
+    return this.shadow.stats.writeFaultMarks;
+  }
+
   enable(): void {
     check(this.logDirty.enableLogDirty(), 'ENABLE_LOGDIRTY', this);
   }

@@ -20,7 +20,9 @@
  *    (see p2mTypeToFlags below), so only one function decides them;
  *  - a "recalc" mark makes the hardware walker fault on the entry (EPT
  *    misconfig, NPT #NPF on a cleared U/S bit, ARM translation fault on a
- *    cleared valid bit) and tells the p2m to recompute types below it.
+ *    cleared valid bit) and tells the p2m to recompute types below it;
+ *    `recalcScope` says how much of a leaf table one resolution recomputes
+ *    (the two x86 p2m implementations differ, see P2mRecalcScope).
  */
 import type { ExitReason } from '../vm-exit.ts';
 import { Access, P2mType, PERM_R, PERM_W, PERM_X, accessPerms } from './p2m-type.ts';
@@ -41,6 +43,17 @@ export const FLAG_PRESET_D = 1 << 4;
 
 export type P2mFormatName = 'ept' | 'npt' | 'arm';
 
+/**
+ * How much a recalc resolution recomputes once the marks have been pushed
+ * down to the faulting gfn's leaf table:
+ *  - 'table': every marked entry of that 512-entry table (Xen p2m-ept.c
+ *    resolve_misconfig, one EPT misconfig per leaf table touched);
+ *  - 'entry': only the faulting gfn's entry; its 511 siblings keep their
+ *    marks and fault on their own first access (Xen p2m-pt.c do_recalc,
+ *    reached from svm.c VMEXIT_NPF → p2m_pt_handle_deferred_changes).
+ */
+export type P2mRecalcScope = 'table' | 'entry';
+
 export interface P2mFormat {
   readonly name: P2mFormatName;
   /** Exit raised by a permission / not-present fault on this format. */
@@ -49,6 +62,8 @@ export interface P2mFormat {
   readonly recalcExit: ExitReason;
   /** False when access rights do not fit in the entry (ARM: kept in a side map by the p2m). */
   readonly accessInEntry: boolean;
+  /** What one recalc resolution recomputes at the leaf table (see P2mRecalcScope). */
+  readonly recalcScope: P2mRecalcScope;
 
   /** Whether the walker sets a dirty flag in leaf entries (EPT with A/D on; NPT always; ARM never). */
   hwDirty(hwFlags: number): boolean;

@@ -15,6 +15,12 @@ import { eptFormat } from './formats/ept.ts';
 import { nptFormat } from './formats/npt.ts';
 import { armFormat } from './formats/arm.ts';
 
+// x86-64 long-mode entry bits, from the manual (AMD APM Vol. 2 §5.3.3; SDM Vol. 3A Table 4-19), not from npt.ts.
+const NPT_P = 1 << 0;
+const NPT_RW = 1 << 1;
+const NPT_US = 1 << 2;
+const NPT_A = 1 << 5;
+
 const FORMATS: readonly P2mFormat[] = [eptFormat, nptFormat, armFormat];
 
 interface ModelEntry { mfn: number; type: P2mType; access: Access }
@@ -80,10 +86,28 @@ for (const fmt of FORMATS) {
     }
     p2m.lookup(5000, r);
     assert.equal(r.type, P2mType.RamRo, 'non-changeable types are not retyped');
-    // Resolve through gfn 5: exactly one leaf table (512 entries) rewritten.
+    // Resolve through gfn 5. EPT (resolve_misconfig): exactly one leaf table (512 entries)
+    // rewritten. NPT (do_recalc): only gfn 5's entry; its siblings keep the mark.
     assert.equal(p2m.resolveRecalc(5), true);
-    assert.equal(p2m.stats.recalcLeafTables, 1);
-    assert.equal(p2m.stats.recalcEntries, 512);
+    if (fmt.name === 'npt') {
+      assert.equal(p2m.stats.recalcLeafTables, 0);
+      assert.equal(p2m.stats.recalcEntries, 1);
+      const [, lo5, hi5] = p2m.rawEntry(5)!;
+      assert.equal(fmt.type(lo5, hi5), P2mType.RamLogdirty);
+      assert.equal(lo5 & (NPT_US | NPT_A), NPT_US | NPT_A, 'gfn 5: U/S and A set again');
+      assert.equal(lo5 & NPT_RW, 0, 'gfn 5: write-protected');
+      for (const g of [0, 4, 6, 511]) {
+        const [, lo, hi] = p2m.rawEntry(g)!;
+        assert.equal(fmt.type(lo, hi), P2mType.RamRw, `gfn ${g} not rewritten`);
+        assert.equal(lo & (NPT_P | NPT_US | NPT_A), NPT_P, `gfn ${g}: still marked (U/S and A clear)`);
+      }
+      // Each sibling resolves on its own.
+      for (let g = 0; g < 512; g++) p2m.resolveRecalc(g);
+      assert.equal(p2m.stats.recalcEntries, 512);
+    } else {
+      assert.equal(p2m.stats.recalcLeafTables, 1);
+      assert.equal(p2m.stats.recalcEntries, 512);
+    }
     for (const g of [0, 5, 511]) {
       const [, lo, hi] = p2m.rawEntry(g)!;
       assert.equal(fmt.type(lo, hi), P2mType.RamLogdirty);

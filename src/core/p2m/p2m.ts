@@ -13,10 +13,11 @@
  *  - changeTypeGlobal / changeTypeRange on changeable types are lazy: they only
  *    mark entries (top-level ones for the global change) and record
  *    global_logdirty / logdirty_ranges; resolveRecalc(gfn) — what Xen's
- *    resolve_misconfig / p2m_pt_handle_deferred_changes / ARM's
- *    p2m_resolve_translation_fault do — pushes the mark down one level per step
- *    and at the leaf table recomputes every marked entry of the 512; a marked
- *    superpage becomes logdirty (range all logdirty), rw (none) or is split (mixed);
+ *    resolve_misconfig (EPT) and do_recalc (NPT, p2m-pt.c) do — pushes the mark
+ *    down one level per step along gfn's path; at the leaf table the EPT format
+ *    recomputes every marked entry of the 512, the NPT format only gfn's own
+ *    entry (P2mFormat.recalcScope); a marked superpage becomes logdirty (range
+ *    all logdirty), rw (none) or is split (mixed) in both;
  *  - changeTypeOne works at 4K: splits superpages (the 511 siblings keep their
  *    type) and resets access to defaultAccess (p2m_change_type_one).
  *
@@ -60,7 +61,7 @@ export interface P2mOptions {
 
 /** Control-plane counters (sampled by whoever watches). */
 export interface P2mStats {
-  /** Leaf tables whose 512 entries were recomputed by resolveRecalc. */
+  /** Leaf tables whose 512 entries were recomputed by resolveRecalc (recalcScope 'table'). */
   recalcLeafTables: number;
   /** Leaf entries whose recalc mark was resolved (type recomputed or kept). */
   recalcEntries: number;
@@ -91,6 +92,8 @@ export class P2m {
   readonly stats: P2mStats = { recalcLeafTables: 0, recalcEntries: 0, recalcPushDowns: 0, superpageSplits: 0, flushes: 0 };
 
   private readonly tmp = new P2mLookup();
+  /** Present leaf entries changeRangeEager visited since it was last reset. */
+  private eagerLeaves = 0;
 
   constructor(readonly pool: FramePool, readonly fmt: P2mFormat, opts: P2mOptions = {}) {
     this.rootMfn = pool.alloc();
@@ -284,6 +287,53 @@ export class P2m {
   }
 
   /**
+   * An eager global type change (ARM dirty-page-tracing series, arm-wp.ts:
+   * `p2m_change_entry_type_global(d, mg_ro)` walks the whole p2m at once):
+   * every present leaf of type ot becomes nt in place (a superpage keeps its
+   * size; the first write splits it), global_logdirty is set as the lazy change
+   * sets it (frames populated later get nt), one flush at the end. Returns the
+   * present leaf entries the walk visited: its cost grows with the populated guest.
+   */
+  changeTypeGlobalEager(ot: P2mType, nt: P2mType): number {
+    if (ot === nt) return 0;
+    if (!isType(P2M_CHANGEABLE_TYPES, ot) || !isType(P2M_CHANGEABLE_TYPES, nt)) {
+      throw new P2mError(`p2m global type change only between changeable types (got ${ot} → ${nt})`);
+    }
+    this.eagerLeaves = 0;
+    this.changeRangeEager(this.rootMfn, P2M_ROOT_LEVEL, 0, 0, P2M_MAX_GFN + 1, ot, nt);
+    this.globalLogdirty = nt === P2mType.RamLogdirty;
+    this.flush();
+    return this.eagerLeaves;
+  }
+
+  /**
+   * Rewrites gfn's 4K leaf from type ot to nt in place, keeping frame and
+   * access, with no recalc and no flush (the caller flushes once for a batch):
+   * the ARM series' re-protect through its linear map of the p2m (VLPT,
+   * `vlp2m_pte->p2m.write = 0`). Returns false, changing nothing, unless gfn
+   * is mapped by an unmarked 4K leaf of type ot.
+   */
+  retypeLeaf4k(gfn: number, ot: P2mType, nt: P2mType): boolean {
+    const fmt = this.fmt;
+    const pool = this.pool;
+    let table = this.rootMfn;
+    for (let level = P2M_ROOT_LEVEL; level >= 0; level--) {
+      const w = pool.wordsOf(table);
+      const i = pool.wordOffset(table) + 2 * levelIndex(gfn, level);
+      const lo = w[i]!;
+      const hi = w[i + 1]!;
+      if ((lo | hi) === 0 || fmt.isRecalc(lo, hi)) return false;
+      if (fmt.isLeaf(lo, hi, level)) {
+        if (level !== 0 || fmt.type(lo, hi) !== ot) return false;
+        fmt.writeLeaf(w, i, 0, fmt.mfn(lo, hi), nt, this.accessOf(gfn, lo, hi), this.hwFlags);
+        return true;
+      }
+      table = fmt.mfn(lo, hi);
+    }
+    return false;
+  }
+
+  /**
    * p2m_change_type_range over [start, end), clipped to maxMappedGfn. Between
    * changeable types it is lazy (marks the covering entries and updates
    * logdirty_ranges, as ept_change_entry_type_range does); other types are
@@ -305,10 +355,12 @@ export class P2m {
   }
 
   /**
-   * Resolves the recalc marks on gfn's path (Xen's resolve_misconfig): a marked
-   * table entry hands its mark to its 512 children and is cleared, one level per
-   * step; at the leaf table every marked entry is recomputed; a marked superpage
-   * is retyped or, when its range is mixed, split and the walk goes on.
+   * Resolves the recalc marks on gfn's path: a marked table entry hands its
+   * mark to its 512 children and is cleared, one level per step; a marked
+   * superpage is retyped or, when its range is mixed, split (children keep the
+   * mark) and the walk goes on; at the leaf table, recalcScope 'table'
+   * recomputes every marked entry (p2m-ept.c resolve_misconfig), 'entry' only
+   * gfn's own (p2m-pt.c do_recalc: the siblings keep their marks).
    * Returns whether anything was resolved.
    */
   resolveRecalc(gfn: number): boolean {
@@ -325,7 +377,8 @@ export class P2m {
       if (fmt.isLeaf(lo, hi, level)) {
         if (!fmt.isRecalc(lo, hi)) break;
         if (level === 0) {
-          this.recomputeLeafTable(table, gfn - (gfn & 511));
+          if (fmt.recalcScope === 'entry') this.recomputeLeafEntry(w, i, gfn);
+          else this.recomputeLeafTable(table, gfn - (gfn & 511));
           return true;
         }
         const span = levelSpan(level);
@@ -518,6 +571,22 @@ export class P2m {
     this.stats.recalcLeafTables++;
   }
 
+  /**
+   * Recomputes the one marked 4K entry at (w, i) mapping gfn: do_recalc's leaf
+   * step (p2m_recalc_type_range over the single gfn; a changed type rewrites
+   * the entry from the type's flags, an unchanged one only has clear_recalc).
+   */
+  private recomputeLeafEntry(w: Uint32Array, i: number, gfn: number): void {
+    const fmt = this.fmt;
+    const lo = w[i]!;
+    const hi = w[i + 1]!;
+    const t = fmt.type(lo, hi);
+    const nt = this.recalcType(t, gfn, gfn);
+    if (nt !== t) fmt.writeLeaf(w, i, 0, fmt.mfn(lo, hi), nt, this.accessOf(gfn, lo, hi), this.hwFlags);
+    else fmt.clearRecalc(w, i, 0);
+    this.stats.recalcEntries++;
+  }
+
   /** Marks the entries covering [start, end) under the table at `level` whose first gfn is tableBase. */
   private markRange(tableMfn: number, level: number, tableBase: number, start: number, end: number): void {
     const fmt = this.fmt;
@@ -571,6 +640,7 @@ export class P2m {
         hi = w[i + 1]!;
       }
       if (fmt.isLeaf(lo, hi, level)) {
+        this.eagerLeaves++;
         if (fmt.type(lo, hi) !== ot) continue;
         if (start <= eStart && eEnd <= end) {
           fmt.writeLeaf(w, i, level, fmt.mfn(lo, hi), nt, this.accessOf(eStart, lo, hi), this.hwFlags);

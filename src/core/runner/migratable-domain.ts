@@ -49,6 +49,8 @@ export class MigratableDomain implements MigratableGuest {
   private workloadEnded = false;
   /** Next unrun record of `batch` (a trace batch may outlast one window). */
   private batchPos = 0;
+  /** The mode's lazy CLEAR before a page is sent (MigratableGuest.beforeSend); absent for other modes. */
+  readonly beforeSend?: (gfn: number) => void;
 
   constructor(o: MigratableDomainOptions) {
     this.domain = o.domain;
@@ -57,6 +59,12 @@ export class MigratableDomain implements MigratableGuest {
     this.rate = new AccessRate(Math.round(o.accessesPerSecond));
     this.pageCount = o.domain.memory.pageCount;
     this.vcpuCount = o.domain.vcpus.length;
+    // The sender sends pages: a mode that clears its log lazily before each send (kvm-bitmap, manual protect) waits for it.
+    if (o.mode.deferClearsToSender !== undefined && o.mode.beforeSend !== undefined) {
+      o.mode.deferClearsToSender();
+      const mode = o.mode;
+      this.beforeSend = (gfn) => mode.beforeSend!(gfn);
+    }
   }
 
   readPage(gfn: number, dst: Uint8Array, dstOffset: number): boolean {

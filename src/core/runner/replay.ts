@@ -30,6 +30,17 @@ export interface Round {
 export interface ReplayResult {
   readonly records: number;
   readonly rounds: Round[];
+  /** With `stopBefore`: the record the replay stopped in front of (not run), or null when the source ended first. */
+  readonly next?: NextRecord | null;
+}
+
+/** One access record, as the source gave it. */
+export interface NextRecord {
+  readonly kind: number;
+  readonly addr: number;
+  readonly size: number;
+  /** Trace line (or sequence number for a synthetic workload). */
+  readonly line: number;
 }
 
 export interface ReplayOptions {
@@ -42,6 +53,12 @@ export interface ReplayOptions {
   /** Called with each harvest's bitmap (tests); when set, harvests copy into a bitmap. */
   readonly onHarvestBitmap?: (bitmap: Uint32Array, round: number) => void;
   readonly batchCapacity?: number;
+  /**
+   * Stop in front of record N (1-based, counting every I/L/S/M record): records
+   * 1..N-1 run, N does not, the open round is not closed (no harvest), and the
+   * result's `next` is record N. The walk explainer starts there.
+   */
+  readonly stopBefore?: number;
 }
 
 /** The guest stopped on a record: the domain crashed, e.g. an address outside guest memory. */
@@ -63,6 +80,7 @@ export async function replay(guest: Guest, source: AccessSource, opts: ReplayOpt
   let inWindow = 0;
   let lastExits = domain.totalExits();
   let lastCycles = domain.totalStats()[STAT_CYCLES]!;
+  const stopAt = opts.stopBefore !== undefined ? opts.stopBefore - 1 : Infinity;
 
   const closeRound = (): void => {
     let dirty = 0;
@@ -98,7 +116,11 @@ export async function replay(guest: Guest, source: AccessSource, opts: ReplayOpt
     if (!more || batch.length === 0) break;
     let pos = 0;
     while (pos < batch.length) {
-      const end = Math.min(batch.length, pos + (cleanEvery - inWindow));
+      if (records >= stopAt) {
+        const next = { kind: batch.kind[pos]!, addr: batch.addr[pos]!, size: batch.size[pos]!, line: batch.line[pos]! };
+        return { records, rounds, next };
+      }
+      const end = Math.min(batch.length, pos + (cleanEvery - inWindow), pos + (stopAt - records));
       const next = domain.run(batch, pos, end);
       if (next < end) {
         const line = batch.line[next]!;
@@ -120,7 +142,7 @@ export async function replay(guest: Guest, source: AccessSource, opts: ReplayOpt
     opts.onProgress?.(records);
   }
   if (inWindow > 0 || rounds.length === 0) closeRound();
-  return { records, rounds };
+  return opts.stopBefore !== undefined ? { records, rounds, next: null } : { records, rounds };
 }
 
 /** Sums rounds into totals (exits merged by reason). */

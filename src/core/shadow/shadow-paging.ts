@@ -97,6 +97,13 @@ export class ShadowPage {
   live = false;
   /** Present entries (for statistics and cheap checks). */
   present = 0;
+  /**
+   * Xen's up-pointer (sp->up, L1–L3 shadows of a 64-bit HVM guest, which are
+   * not pinnable): the parent entry (parent sid · 512 + index) that took the
+   * first reference while none was recorded, −1 when none. Set by sh_get_ref,
+   * cleared by sh_put_ref when that same entry lets go (private.h).
+   */
+  up = -1;
   constructor(readonly sid: number) {}
 }
 
@@ -104,12 +111,19 @@ export class ShadowPage {
 export interface ShadowStats {
   /** sh_page_fault fixed path (fault_count increments). */
   fixed: number;
+  /** Write fetches whose _sh_propagate marked the target dirty (log-dirty on). */
+  writeFaultMarks: number;
   /** Guest #PFs reflected to the guest (the guest walk failed). */
   reflected: number;
   /** Guest writes to write-protected page tables, emulated. */
   emulated: number;
   unsyncs: number;
+  /** OOS pages brought back in sync (_sh_resync). */
   resyncs: number;
+  /** Another vCPU's OOS page whose shadow was updated and left out of sync (sh_resync_all, skip). */
+  resyncsLeftOos: number;
+  /** Another vCPU's OOS page skipped because sh_safe_not_to_sync allowed it. */
+  oosSkips: number;
   /** OOS pages crushed to make room for another. */
   oosEvictions: number;
   /** Writable mappings revoked because a third fixup came in. */
@@ -148,7 +162,7 @@ const LEAF_FLAGS = PTE_P | PTE_RW | PTE_US | PTE_A | PTE_D;
 
 export class ShadowPaging {
   readonly stats: ShadowStats = {
-    fixed: 0, reflected: 0, emulated: 0, unsyncs: 0, resyncs: 0, oosEvictions: 0, fixupEvictions: 0, shadowsMade: 0,
+    fixed: 0, writeFaultMarks: 0, reflected: 0, emulated: 0, unsyncs: 0, resyncs: 0, resyncsLeftOos: 0, oosSkips: 0, oosEvictions: 0, fixupEvictions: 0, shadowsMade: 0,
     shadowsDestroyed: 0, unshadows: 0, recycles: 0, unhookAlls: 0, evictions: 0, blows: 0, scannedEntries: 0,
     backlinkSteps: 0, peakPages: 0,
   };
@@ -253,27 +267,31 @@ export class ShadowPaging {
   // ---------------------------------------------------------------- CR3
 
   /**
-   * sh_update_cr3 for vCPU v (a guest CR3 load, or attach for unpaged guests):
-   * resync v's OOS pages (others' pages get their shadows updated and stay
-   * OOS), get or make the top-level shadow, pin it, point the CPU at it.
+   * sh_update_cr3 for vCPU v (a guest CR3 load, or attach for unpaged guests),
+   * as shadow/multi.c orders it: first shadow_resync_current_vcpu (v's OOS
+   * pages back in sync, "so that the VA hint is still valid"), then get or make
+   * the top-level shadow, pin it, point the CPU at it; last
+   * shadow_sync_other_vcpus (the other vCPUs' OOS pages get their shadows
+   * updated and stay OOS, except those sh_safe_not_to_sync says v cannot reach).
    */
   updateCr3(v: Vcpu, cr3Gpa: number): void {
-    this.resyncAll(v.id, true);
+    this.resyncAllVcpus(v.id, false, true, false);
     const gfn = this.unpaged ? 0 : Math.floor(cr3Gpa / 4096);
     this.cr3Gfn[v.id] = gfn;
     const old = this.roots[v.id];
     if (old && old.live && old.id === gfn) {
       this.pin(old);
       v.mmu.shadowRootMfn = old.smfn;
-      return;
+    } else {
+      this.ensureFree(1);
+      const root = this.getOrMake(4, gfn);
+      root.refs++;
+      this.roots[v.id] = root;
+      this.pin(root);
+      if (old && old.live) this.unref(old);
+      v.mmu.shadowRootMfn = root.smfn;
     }
-    this.ensureFree(1);
-    const root = this.getOrMake(4, gfn);
-    root.refs++;
-    this.roots[v.id] = root;
-    this.pin(root);
-    if (old && old.live) this.unref(old);
-    v.mmu.shadowRootMfn = root.smfn;
+    this.resyncAllVcpus(v.id, true, false, true);
     this.flushIfNeeded();
   }
 
@@ -314,12 +332,17 @@ export class ShadowPaging {
       this.updateCr3(v, this.cr3Gfn[v.id]! * 4096);
       root = this.roots[v.id]!;
     }
-    // 4. Upper levels: find or make the shadow of each next guest table, link it.
+    // 4. Upper levels: find or make the shadow of each next guest table, link it
+    // (shadow_get_and_create_l3e / _l2e / _l1e).
     let sp = root;
     this.touch(sp);
+    let resync = false;
     for (let level = 4; level >= 2; level--) {
       const idx = index(gva, level);
       const childId = this.unpaged ? Math.floor(gva / 2 ** (12 + 9 * (level - 1))) : pteGfn(this.gwLo[level]!, this.gwHi[level]!);
+      // An L4 or L3 shadow entry installed where none was present (shadow_set_l4e / shadow_set_l3e
+      // in shadow_get_and_create_l3e / _l2e) sets their `*resync |= 1`.
+      if (level >= 3 && !this.entryPresent(sp, idx)) resync = true;
       const child = this.getOrMake(level - 1, childId);
       const gLo = this.unpaged ? UPPER_FLAGS : this.gwLo[level]!;
       const nx = !this.unpaged && (this.gwHi[level]! & PTE_HI_NX) !== 0;
@@ -328,6 +351,10 @@ export class ShadowPaging {
       sp = child;
       this.touch(sp);
     }
+    // shadow_get_and_create_l1e, once the sl2e is in: "All pages walked are now pagetables. Safe to
+    // resync pages in case level 4 or 3 shadows were set." — shadow_resync_all: every vCPU's OOS
+    // pages back in sync (skip = 0: none is left out of sync).
+    if (resync) this.resyncAllVcpus(v.id, false, true, true);
     // 5. The leaf. Populate on demand (get_gfn with P2M_ALLOC).
     const r = this.r;
     const p2m = this.domain.p2m;
@@ -451,6 +478,7 @@ export class ShadowPaging {
     if ((flags & PTE_RW) !== 0 && this.ld.isEnabled) {
       if (write) {
         this.ld.markPfnDirty(gfn);
+        this.stats.writeFaultMarks++;
         this.cycles += this.costs.logdirtyMark;
       } else if (!this.ld.isPfnDirty(gfn)) {
         flags &= ~PTE_RW;
@@ -475,6 +503,9 @@ export class ShadowPaging {
       if (level === 1) {
         this.propagateL1(sp, idx, lo, hi, pteGfn(lo, hi), false);
       } else {
+        // validate_gl4e / validate_gl3e: a present guest entry whose target already has a shadow of
+        // the level below ⇒ shadow_resync_all before the shadow entry is set (skip = 0: all vCPUs).
+        if (level >= 3 && (lo & PTE_P) !== 0 && this.hash.has(pteGfn(lo, hi) * 8 + level - 1)) this.resyncEveryOos();
         const child = (lo & PTE_P) !== 0 && (lo & PTE_A) !== 0 ? this.hash.get(pteGfn(lo, hi) * 8 + level - 1) : undefined;
         if (child === undefined) this.setEntry(sp, idx, 0, 0, 0);
         else this.setEntry(sp, idx, pteLo(child.smfn, lo & UPPER_FLAGS), pteHi(child.smfn, (hi & PTE_HI_NX) !== 0), -(child.sid + 1));
@@ -580,19 +611,57 @@ export class ShadowPaging {
   }
 
   /**
-   * sh_resync_all: vCPU vid's OOS pages are resynced (when `self`); other
-   * vCPUs' pages get their shadows updated and stay out of sync.
+   * sh_resync_all(v, skip, this, others) (shadow/oos.c), for vCPU vid:
+   *  - `self`: vid's OOS pages are write-protected, resynced, back in sync;
+   *  - `others`: every other vCPU's OOS pages are resynced and back in sync
+   *    (skip = false), or only get their shadows updated and stay out of sync
+   *    (skip = true), where sh_safe_not_to_sync does not let them be skipped.
+   * The wrappers in shadow/private.h: shadow_resync_all = (0, 1, 1),
+   * shadow_resync_current_vcpu = (0, 1, 0), shadow_sync_other_vcpus = (1, 0, 1).
    */
-  resyncAll(vid: number, self: boolean): void {
+  resyncAllVcpus(vid: number, skip: boolean, self: boolean, others: boolean): void {
     for (let u = 0; u < this.oos.length; u++) {
+      if (u === vid ? !self : !others) continue;
       const slots = this.oos[u]!;
       for (let s = 0; s < SHADOW_OOS_PAGES; s++) {
         const gfn = slots.gfn[s]!;
         if (gfn < 0) continue;
-        if (u === vid && self) this.resyncSlot(u, s);
-        else if (u !== vid) this.resyncL1(gfn, slots.snapshot[s]!);
+        if (u === vid || !skip) {
+          this.resyncSlot(u, s);
+        } else if (!this.safeNotToSync(vid, gfn)) {
+          this.resyncL1(gfn, slots.snapshot[s]!);
+          this.stats.resyncsLeftOos++;
+        } else {
+          this.stats.oosSkips++;
+        }
       }
     }
+  }
+
+  /** shadow_resync_all from a context with no vCPU to name (skip = 0 treats every vCPU alike). */
+  private resyncEveryOos(): void {
+    this.resyncAllVcpus(-1, false, false, true);
+  }
+
+  /**
+   * sh_safe_not_to_sync (shadow/multi.c) for vCPU vid and OOS L1 gfn: true
+   * when the L1's shadow, its L2 and its L3 each have exactly one reference,
+   * held through their up-pointers, and the L4 at the top of that chain is not
+   * vid's top-level shadow: vid cannot reach the page, so leaving its shadow
+   * stale is safe.
+   */
+  safeNotToSync(vid: number, gfn: number): boolean {
+    let sp = this.hash.get(gfn * 8 + 1);
+    if (sp === undefined) return false;
+    for (let level = 1; level <= 3; level++) {
+      if (sp.refs !== 1 || sp.up < 0) return false;
+      sp = this.pages[Math.floor(sp.up / SHADOW_ENTRIES)]!;
+    }
+    return vid < 0 || this.roots[vid] !== sp;
+  }
+
+  private entryPresent(sp: ShadowPage, idx: number): boolean {
+    return (this.pool.wordsOf(sp.smfn)[this.pool.wordOffset(sp.smfn) + 2 * idx]! & PTE_P) !== 0;
   }
 
   /** Snapshot entry of an OOS L1 after the fault path propagated it (Xen keeps them equal). */
@@ -723,6 +792,7 @@ export class ShadowPaging {
     sp.refs = 0;
     sp.pinned = false;
     sp.present = 0;
+    sp.up = -1;
     sp.live = true;
     this.usedPages++;
     if (this.usedPages > this.stats.peakPages) this.stats.peakPages = this.usedPages;
@@ -771,12 +841,19 @@ export class ShadowPaging {
     w[i + 1] = hi >>> 0;
     if ((lo & PTE_P) !== 0) {
       sp.present++;
-      if (sp.level > 1) this.pages[-target - 1]!.refs++;
+      if (sp.level > 1) {
+        const child = this.pages[-target - 1]!;
+        child.refs++;
+        if (child.up < 0 && child.level < 4) child.up = sp.sid * SHADOW_ENTRIES + idx;
+      }
       else if ((lo & PTE_RW) !== 0) this.writable.set(target, (this.writable.get(target) ?? 0) + 1);
       this.links?.link(sp.sid, idx, target);
       if (this.links !== null) this.cycles += this.costs.shadowBacklink;
     }
-    if (oldChild !== undefined) this.unref(oldChild);
+    if (oldChild !== undefined) {
+      if (oldChild.up === sp.sid * SHADOW_ENTRIES + idx) oldChild.up = -1;
+      this.unref(oldChild);
+    }
   }
 
   private unref(sp: ShadowPage): void {

@@ -62,6 +62,9 @@ export const armFormat: P2mFormat = {
   violationExit: ExitReason.Stage2Abort,
   recalcExit: ExitReason.Stage2Abort,
   accessInEntry: false,
+  // Kept per table here. Xen ARM's p2m_resolve_translation_fault revalidates one entry per
+  // level per fault, but no log-dirty mode here relies on it: arm-wp write-protects eagerly (arm-wp.ts).
+  recalcScope: 'table',
 
   hwDirty(): boolean {
     return false;

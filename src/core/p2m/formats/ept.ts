@@ -68,6 +68,8 @@ export const eptFormat: P2mFormat = {
   violationExit: ExitReason.EptViolation,
   recalcExit: ExitReason.EptMisconfig,
   accessInEntry: true,
+  // resolve_misconfig recomputes the whole leaf table (p2m-ept.c).
+  recalcScope: 'table',
 
   hwDirty(hwFlags: number): boolean {
     return (hwFlags & HW_EPT_AD) !== 0;

@@ -121,8 +121,12 @@ test('npt: exact bits; recalc clears U/S as Xen p2m-pt does', () => {
   assert.equal((w[1]! >>> 20) & 0x7f, P2mType.GrantMapRw, 'type in bits 58:52');
   nptFormat.writeLeaf(w, 0, 0, 0x12345, P2mType.RamRw, Access.RWX, 0);
   nptFormat.markRecalc(w, 0);
-  assert.equal(w[0]! & NPT_US, 0);
+  // p2m-pt.c set_recalc removes RECALC_FLAGS = _PAGE_USER | _PAGE_ACCESSED (bits 2 and 5), nothing else.
+  assert.equal(w[0], (0x12345000 | NPT_P | NPT_RW | NPT_D) >>> 0);
   assert.equal(nptFormat.isRecalc(w[0]!, w[1]!), true);
+  nptFormat.clearRecalc(w, 0, 0);
+  assert.equal(w[0], (0x12345000 | NPT_P | NPT_RW | NPT_US | NPT_A | NPT_D) >>> 0, 'clear_recalc adds them back');
+  nptFormat.markRecalc(w, 0);
   nptFormat.writeLeaf(w, 0, 0, 0x12345, P2mType.PopulateOnDemand, Access.RWX, 0);
   assert.equal(w[0]! & NPT_P, 0, 'PoD is not present');
   assert.equal(nptFormat.type(w[0]!, w[1]!), P2mType.PopulateOnDemand);

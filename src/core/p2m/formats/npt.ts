@@ -11,12 +11,16 @@
  *  hi31 hi30:27 hi26:20     hi19:0 | lo31:12                    lo11:9                              lo0
  *
  *  P, R/W, NX   present / writable / no-execute: the hardware permissions.
- *  U/S          always 1 in p2m entries: nested accesses are user accesses. Xen's
- *               lazy recalc (p2m-pt.c set_recalc/needs_recalc) CLEARS it, so the
- *               next nested walk through the entry takes a #NPF (VMEXIT_NPF 0x400)
- *               and Xen's p2m_pt_handle_deferred_changes recomputes the types.
+ *  U/S          always 1 in p2m entries: nested accesses are user accesses.
  *  A, D         Xen presets both on every present entry (P2M_BASE_FLAGS), so the
  *               CPU never writes them; the walker still sets them if clear.
+ *  recalc mark  Xen's p2m-pt.c RECALC_FLAGS = U/S | A: set_recalc CLEARS both,
+ *               clear_recalc sets them again; needs_recalc tests U/S alone
+ *               (valid_recalc: A clear too). A nested walk through an entry with
+ *               U/S clear takes a #NPF with P=1 (VMEXIT_NPF 0x400), and svm.c hands
+ *               it to p2m_pt_handle_deferred_changes → do_recalc, which pushes the
+ *               marks one table down along the faulting path and recomputes only
+ *               the faulting entry (recalcScope 'entry').
  *  PS           2 MiB (PD) / 1 GiB (PDPT) page.
  *  p2m type     bits 58:52 (7 bits; Xen: flags = type << 12 in get_pte_flags space).
  *  access       bits 62:59 (p2m_access_t; Xen does not support mem_access on NPT,
@@ -40,6 +44,8 @@ export const NPT_A = 1 << 5;
 export const NPT_D = 1 << 6;
 export const NPT_PS = 1 << 7;
 export const NPT_G = 1 << 8;
+/** Xen p2m-pt.c RECALC_FLAGS: the bits set_recalc clears and clear_recalc sets. */
+export const NPT_RECALC_FLAGS = NPT_US | NPT_A;
 export const NPT_LO_MFN_MASK = 0xfffff000;
 export const NPT_HI_MFN_MASK = 0x000fffff;
 export const NPT_HI_TYPE_SHIFT = 20;
@@ -53,6 +59,8 @@ export const nptFormat: P2mFormat = {
   violationExit: ExitReason.Npf,
   recalcExit: ExitReason.Npf,
   accessInEntry: true,
+  // do_recalc recomputes only the faulting gfn's entry (p2m-pt.c).
+  recalcScope: 'entry',
 
   hwDirty(): boolean {
     return true;
@@ -123,9 +131,11 @@ export const nptFormat: P2mFormat = {
     return (lo & NPT_P) !== 0;
   },
   markRecalc(w, i) {
-    w[i] = (w[i]! & ~NPT_US) >>> 0;
+    // set_recalc: remove RECALC_FLAGS (p2m-pt.c).
+    w[i] = (w[i]! & ~NPT_RECALC_FLAGS) >>> 0;
   },
   clearRecalc(w, i) {
-    w[i] = (w[i]! | NPT_US) >>> 0;
+    // clear_recalc: add RECALC_FLAGS back.
+    w[i] = (w[i]! | NPT_RECALC_FLAGS) >>> 0;
   },
 };
