@@ -73,8 +73,7 @@ export class DbitScanMode extends DefaultPagingMode {
     this.pause();
     const dirty = this.walk(clear, bitmap).dirty;
     if (clear) this.writesLogged += dirty;
-    if (clear) this.flushAndUnpause();
-    else this.unpause();
+    clear ? this.flushAndUnpause() : this.unpause();
     return { dirtyCount: dirty, faultCount: 0 };
   }
 
