@@ -40,7 +40,8 @@ class Tap implements MigratableGuest {
     return r;
   }
   enableLogDirty() { this.g.enableLogDirty(); }
-  clean(b: Uint32Array) { return this.g.clean(b); }
+  clean(b: Uint32Array, final?: boolean) { return this.g.clean(b, final); }
+  peek(b: Uint32Array) { return this.g.peek(b); }
   disableLogDirty() { this.g.disableLogDirty(); }
   pause() { this.g.pause(); }
   unpause() { this.g.unpause(); }

@@ -108,8 +108,8 @@ class ObservedDomain extends MigratableDomain {
   constructor(o: MigratableDomainOptions, private readonly onClean: (bitmap: Uint32Array, dirtyCount: number) => void) {
     super(o);
   }
-  override clean(bitmap: Uint32Array): { dirtyCount: number } {
-    const r = super.clean(bitmap);
+  override clean(bitmap: Uint32Array, final = false): { dirtyCount: number } {
+    const r = super.clean(bitmap, final);
     this.onClean(bitmap, r.dirtyCount);
     return r;
   }

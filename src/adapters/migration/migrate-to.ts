@@ -20,6 +20,8 @@ export interface MigrateToOptions {
   readonly policy: StopPolicy;
   readonly clock: ClockMode;
   readonly link: LinkModel;
+  /** The saver's rate cap, bytes/s (QEMU max-bandwidth); absent: none. */
+  readonly capBytesPerSec?: number;
   readonly skipUnchanged?: boolean;
   readonly resumeSourceAfter?: boolean;
   readonly observer?: SenderObserver;
@@ -41,7 +43,11 @@ export async function migrateTo(guest: MigratableGuest, o: MigrateToOptions): Pr
     return await migrate(
       guest,
       transport,
-      { policy: o.policy, clock: o.clock, link: o.link, skipUnchanged: o.skipUnchanged, resumeSourceAfter: o.resumeSourceAfter },
+      {
+        policy: o.policy, clock: o.clock, link: o.link, resumeSourceAfter: o.resumeSourceAfter,
+        ...(o.capBytesPerSec !== undefined ? { capBytesPerSec: o.capBytesPerSec } : {}),
+        ...(o.skipUnchanged !== undefined ? { skipUnchanged: o.skipUnchanged } : {}),
+      },
       { wallClock, sleep: sleepNs, alloc: allocUnsafe, observer: o.observer, ...(pool ? { pageHashPool: pool } : {}) },
     );
   } finally {

@@ -27,8 +27,11 @@ export function renderReport(r: MigrationResult, meta: ReportMeta = {}): string 
   const s = r.downtime_split;
   const params = Object.entries(r.policy_params).map(([k, v]) => [k, v] as [string, unknown]);
   const roundsTable = dataTable(
-    ['round', 'dirty', 'pages sent', 'skipped (unchanged)', 'zero', 'MiB', 'ms'],
-    r.rounds.map((x) => [`${x.round}${x.stop_and_copy ? ' (stop-and-copy)' : ''}`, x.dirty, x.pages_sent, x.skipped, x.zero, (x.bytes / MiB).toFixed(2), x.duration_ms.toFixed(2)]),
+    ['round', 'dirty', 'pending', 'pages sent', 'skipped re-dirtied', 'skipped unchanged', 'zero', 'bitmap syncs', 'MiB', 'ms'],
+    r.rounds.map((x) => [
+      `${x.round}${x.stop_and_copy ? ' (stop-and-copy)' : ''}`, x.dirty, x.pending, x.pages_sent, x.skipped_redirtied, x.skipped_unchanged, x.zero, x.bitmap_syncs,
+      (x.bytes / MiB).toFixed(2), x.duration_ms.toFixed(2),
+    ]),
     (i) => (r.rounds[i]!.stop_and_copy ? 'stop' : undefined),
   );
   const verifiedBadge = r.verified
@@ -39,13 +42,15 @@ export function renderReport(r: MigrationResult, meta: ReportMeta = {}): string 
 ${kvTable([
   ['policy', r.policy],
   ['clock', r.clock],
-  ['link', `${r.bandwidth_mib_s === null ? 'uncapped' : `${fmt(r.bandwidth_mib_s)} MiB/s`}, latency ${fmt(r.latency_ms, 2)} ms`],
+  ['link', `${r.link_mib_s === null ? 'the real socket' : `${fmt(r.link_mib_s)} MiB/s`}, latency ${fmt(r.latency_ms, 2)} ms`],
+  ['rate cap', r.bandwidth_mib_s === null ? 'none' : `${fmt(r.bandwidth_mib_s)} MiB/s`],
   ['guest', `${r.page_count} pages (${fmt((r.page_count * 4096) / MiB)} MiB), ${r.vcpu_count} vCPU`],
   ...(meta.mode !== undefined ? ([['dirty-tracking mode', meta.mode]] as [string, unknown][]) : []),
   ...(meta.workload !== undefined ? ([['workload', `${meta.workload}${meta.dirtyRate !== undefined ? ` @ ${meta.dirtyRate} pages/s` : ''}`]] as [string, unknown][]) : []),
   ['total time', `${fmt(r.total_ms, 2)} ms`],
   ['downtime', `${fmt(r.downtime_ms, 3)} ms`],
-  ['pages sent', `${r.pages_sent} (${r.zero_pages} as ZERO flags; ${r.skipped} dirty but unchanged, skipped)`],
+  ['pages sent', `${r.pages_sent} (${r.zero_pages} as ZERO flags); skipped: ${r.skipped_redirtied} dirtied again mid-pass, ${r.skipped_unchanged} unchanged`],
+  ['bitmap syncs', `${r.bitmap_syncs}${r.peeks > 0 ? ` (and ${r.peeks} PEEKs)` : ''}`],
   ['bytes sent', `${fmt(r.bytes_sent / MiB, 2)} MiB`],
   ['source digest', r.source_digest],
   ['destination digest', r.dest_digest],
@@ -56,7 +61,7 @@ ${kvTable(params)}
 ${barChart('Pages per round', 'pages', labels, [
   { name: 'dirty (CLEAN)', color: '#d9822b', values: r.rounds.map((x) => x.dirty) },
   { name: 'sent', color: '#2b6cb0', values: r.rounds.map((x) => x.pages_sent) },
-  { name: 'skipped (unchanged)', color: '#9aa5b1', values: r.rounds.map((x) => x.skipped) },
+  { name: 'skipped', color: '#9aa5b1', values: r.rounds.map((x) => x.skipped) },
 ], STOP_AXIS)}
 ${barChart('Bytes per round', 'MiB', labels, [{ name: 'MiB on the wire', color: '#2f855a', values: r.rounds.map((x) => x.bytes / MiB) }], STOP_AXIS)}
 <h2>Downtime</h2>
@@ -68,7 +73,7 @@ ${stackedBar('Downtime split', [
 <p class="note">Verification covers the source digest (${fmt(s.source_digest_ms, 3)} ms), END, the receiver's digest of its memory (${fmt(s.receiver_digest_ms, 3)} ms, its clock) and the verdict's trip back.${r.clock === 'virtual' ? ' Under the virtual clock only link time is modelled; digest computation is not counted.' : ''}</p>
 <h2>Rounds</h2>
 ${roundsTable}
-<p class="note">Round 0 sends every guest page; round i &gt; 0 sends the pages the CLEAN at its start returned, minus those whose content hash is unchanged since their last send.</p>`);
+<p class="note">Round 0 considers every guest page; round i &gt; 0 the pages the harvest at its start returned (QEMU: plus what the last round left pending), minus those the saver skips: dirtied again since the pass began (legacy Xen, Clark) or unchanged by content hash (--skip-unchanged, adaptive).</p>`);
 }
 
 export function writeReport(file: string, r: MigrationResult, meta: ReportMeta = {}): void {

@@ -22,7 +22,8 @@ import { spawnReceiver, type SpawnedReceiver } from '../../adapters/migration/sp
 import { UsageError } from '../errors.ts';
 import { claimReportFile, writeReportFile } from '../report-file.ts';
 import { requireRecords } from '../source.ts';
-import { choiceFlag, fileFlag, intFlag, memFlag, modeFlag, numberFlag, workloadFlag } from '../options.ts';
+import { choiceFlag, fileFlag, intFlag, memFlag, modeFlag, numberFlag, sizeFlag, workloadFlag } from '../options.ts';
+import { QEMU_DEFAULT_MAX_BANDWIDTH } from '../../core/migration/qemu-thread.ts';
 import { formatSize, Progress, renderKeyValue, renderTable } from '../output.ts';
 import { parseHostPort } from '../parse-size.ts';
 import { modeOptionsFrom, type TraceFlags } from './trace.ts';
@@ -33,7 +34,10 @@ export interface MigrateFlags extends TraceFlags {
   workload?: string;
   policy?: string;
   bandwidth?: string;
+  link?: string;
   latency?: string;
+  wss?: string;
+  skipUnchanged?: boolean;
   dirtyRate?: string;
   downtimeLimit?: string;
   clock?: string;
@@ -79,13 +83,19 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   const vcpus = intFlag('--vcpus', f.vcpus, 1, 1, 256);
   const mode = modeFlag(f.mode, 'ept-pml');
   const policyName = choiceFlag('--policy', f.policy, policyNames(), 'xen');
-  const bandwidth = numberFlag('--bandwidth', f.bandwidth, 1000, 0.001);
+  // --bandwidth is the saver's rate cap (QEMU max-bandwidth, default 128 MiB/s; the Xen savers have none
+  // unless given, and then every pass is capped); --link is the pipe itself (default 10 GbE).
+  const capMiBps = f.bandwidth === undefined ? (policyName === 'qemu' ? QEMU_DEFAULT_MAX_BANDWIDTH / 1048576 : null) : numberFlag('--bandwidth', f.bandwidth, 0, 0.001);
+  const linkMiBps = numberFlag('--link', f.link, 1250, 0.001);
   const latencyMs = numberFlag('--latency', f.latency, 0.1, 0);
   // Synthetic workloads: page writes per virtual second; traces: records per virtual second.
   const dirtyRate = intFlag('--dirty-rate', f.dirtyRate, traced ? 1_000_000 : 20_000, 0, 0xffffffff);
   const downtimeLimitMs = numberFlag('--downtime-limit', f.downtimeLimit, 300, 0);
   const clock = choiceFlag('--clock', f.clock, ['virtual', 'real'] as const, 'virtual');
   const fill = choiceFlag('--fill', f.fill, ['random', 'zero'] as const, 'random');
+  if (traced && f.wss !== undefined) throw new UsageError('--wss applies to synthetic workloads (--workload), not to a trace');
+  const wssBytes = sizeFlag('--wss', f.wss, memBytes);
+  if (wssBytes <= 0 || wssBytes > memBytes) throw new UsageError(`--wss: ${f.wss} must be more than 0 and at most --mem (${formatSize(memBytes)})`);
   const seed = intFlag('--seed', f.seed, 1, 0);
   const pageSize = choiceFlag('--page-size', f.pageSize, ['4k', '2m'] as const, '4k');
   const target = f.to === undefined ? null : parseHostPort(f.to, { flag: '--to' });
@@ -102,9 +112,10 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
     populate: fill === 'random' ? 'up-front' : 'on-demand',
   });
   const rng = new Xoshiro128(seed);
-  if (fill === 'random') fillGuestRandom(guest.domain, rng);
-  const pageCount = memBytes / PAGE_SIZE;
-  const workload = traced ? new LackeyReader(f.trace!) : createSyntheticWorkload(workloadName, { pageCount, rng: new Xoshiro128(seed + 1) });
+  // --wss: the workload writes within the first wssBytes, and only they hold data (the rest was never written).
+  const wssPages = wssBytes / PAGE_SIZE;
+  if (fill === 'random') fillGuestRandom(guest.domain, rng, wssPages);
+  const workload = traced ? new LackeyReader(f.trace!) : createSyntheticWorkload(workloadName, { pageCount: wssPages, rng: new Xoshiro128(seed + 1) });
   const source = new MigratableDomain({ domain: guest.domain, mode: guest.mode!, workload, accessesPerSecond: dirtyRate });
 
   let receiver: SpawnedReceiver | null = null;
@@ -119,7 +130,9 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
     host = target.host;
     port = target.port;
   }
-  progress.line(`migrating the ${formatSize(memBytes)} guest (${workloadName} at ${dirtyRate} ${traced ? 'records' : 'pages'}/s, ${mode}, policy ${policyName}, ${clock} clock) to ${formatHostPort(host, port)}`, true);
+  const wssNote = wssBytes < memBytes ? ` within the first ${formatSize(wssBytes)}` : '';
+  const rateNote = `${capMiBps === null ? 'no rate cap' : `capped at ${capMiBps} MiB/s`}${clock === 'virtual' ? `, ${linkMiBps} MiB/s link` : ''}`;
+  progress.line(`migrating the ${formatSize(memBytes)} guest (${workloadName} at ${dirtyRate} ${traced ? 'records' : 'pages'}/s${wssNote}, ${mode}, policy ${policyName}, ${rateNote}, ${clock} clock) to ${formatHostPort(host, port)}`, true);
 
   let lastRound: RoundStats | null = null;
   let barRound = -1;
@@ -132,20 +145,23 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
       ...(f.token !== undefined ? { token: f.token } : {}),
       policy: createPolicy(policyName, { downtimeLimitMs }),
       clock,
-      link: linkModel(clock === 'real' && f.bandwidth === undefined ? Infinity : bandwidth, latencyMs),
+      link: linkModel(linkMiBps, latencyMs),
+      ...(capMiBps !== null ? { capBytesPerSec: capMiBps * 1048576 } : {}),
+      ...(f.skipUnchanged ? { skipUnchanged: true } : {}),
       observer: {
         progress(round, done, total) {
           if (round !== barRound) {
             barRound = round;
             progress.start(`round ${round}`, total);
           }
-          progress.update(done, detailFor(lastRound, total, bandwidth));
+          progress.update(done, detailFor(lastRound, total, capMiBps ?? linkMiBps));
         },
         round(r) {
           progress.stop();
           progress.line(
-            `round ${r.round}${r.stop_and_copy ? ' (stop-and-copy)' : ''}: ${r.pages_sent} pages sent of ${r.dirty} dirty, ` +
-              `${(r.bytes / 1048576).toFixed(1)} MiB in ${r.duration_ms.toFixed(1)} ms, ${r.skipped} skipped, ${r.zero} zero`,
+            `round ${r.round}${r.stop_and_copy ? ' (stop-and-copy)' : ''}: ${r.pages_sent} pages sent of ${r.pending} pending (${r.dirty} dirty), ` +
+              `${(r.bytes / 1048576).toFixed(1)} MiB in ${r.duration_ms.toFixed(1)} ms, ${r.zero} zero, ` +
+              `${r.skipped_redirtied} skipped re-dirtied, ${r.skipped_unchanged} skipped unchanged, ${r.bitmap_syncs} bitmap sync${r.bitmap_syncs === 1 ? '' : 's'}`,
             true,
           );
           lastRound = r;
@@ -163,25 +179,36 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
     workload: workloadName,
     dirty_rate: dirtyRate,
     mem_bytes: memBytes,
-    rounds: result.rounds.map((r) => ({ round: r.round, pages_sent: r.pages_sent, dirty: r.dirty, bytes: r.bytes, duration_ms: r.duration_ms, skipped: r.skipped, zero: r.zero, stop_and_copy: r.stop_and_copy })),
+    wss_bytes: wssBytes,
+    rounds: result.rounds.map((r) => ({
+      round: r.round, pages_sent: r.pages_sent, dirty: r.dirty, pending: r.pending, bytes: r.bytes, duration_ms: r.duration_ms,
+      skipped: r.skipped, skipped_redirtied: r.skipped_redirtied, skipped_unchanged: r.skipped_unchanged, zero: r.zero,
+      bitmap_syncs: r.bitmap_syncs, stop_and_copy: r.stop_and_copy,
+    })),
     downtime_ms: result.downtime_ms,
     downtime_split: result.downtime_split,
     total_ms: result.total_ms,
     pages_sent: result.pages_sent,
     bytes_sent: result.bytes_sent,
     skipped: result.skipped,
+    skipped_redirtied: result.skipped_redirtied,
+    skipped_unchanged: result.skipped_unchanged,
     zero_pages: result.zero_pages,
+    bitmap_syncs: result.bitmap_syncs,
+    peeks: result.peeks,
+    ...(result.switchover !== undefined ? { switchover: result.switchover } : {}),
     source_digest: result.source_digest,
     dest_digest: result.dest_digest,
     verified: result.verified,
     bandwidth_mib_s: result.bandwidth_mib_s,
+    link_mib_s: result.link_mib_s,
     guest_accesses: source.accessesRun,
   };
   if (f.json) {
     process.stdout.write(`${JSON.stringify(out)}\n`);
   } else {
-    const rows = out.rounds.map((r) => [r.round + (r.stop_and_copy ? ' (stop)' : ''), r.dirty, r.pages_sent, r.skipped, r.zero, (r.bytes / 1048576).toFixed(1), r.duration_ms.toFixed(1)]);
-    process.stdout.write(`${renderTable(['round', 'dirty', 'pages sent', 'skipped', 'zero', 'MiB', 'ms'], rows)}\n`);
+    const rows = out.rounds.map((r) => [r.round + (r.stop_and_copy ? ' (stop)' : ''), r.dirty, r.pending, r.pages_sent, r.zero, r.skipped_redirtied, r.skipped_unchanged, r.bitmap_syncs, (r.bytes / 1048576).toFixed(1), r.duration_ms.toFixed(1)]);
+    process.stdout.write(`${renderTable(['round', 'dirty', 'pending', 'pages sent', 'zero', 'skip re-dirtied', 'skip unchanged', 'syncs', 'MiB', 'ms'], rows)}\n`);
     process.stdout.write(
       `${renderKeyValue([
         ['policy / clock', `${out.policy} / ${out.clock}`],

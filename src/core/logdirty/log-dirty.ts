@@ -169,6 +169,13 @@ export class LogDirty {
   private mechanism: LogDirtyMechanism | null;
   /** PG_log_dirty. */
   private enabled = false;
+  /**
+   * The op log: toolstack operations this domain completed, by kind. A CLEAN
+   * or PEEK with XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL counts in its own column
+   * too (the saver's last CLEAN, xg_sr_save.c `suspend_and_send_dirty`).
+   * Continuations of a preempted op count once, when it completes.
+   */
+  readonly opCounts = { enable: 0, off: 0, peek: 0, clean: 0, peekFinal: 0, cleanFinal: 0 };
   /** L3 slots walked in the current call (the preemption check's budget). */
   private slotsThisCall = 0;
 
@@ -318,6 +325,7 @@ export class LogDirty {
     this.enabled = true; // mode flag first, so the mechanism's marks count
     mechanism.enable();
     this.domain.unpause();
+    this.opCounts.enable++;
     return { ok: true, pages: 0, stats: this.snapshotStats() };
   }
 
@@ -333,6 +341,7 @@ export class LogDirty {
     const r = this.freeBitmap(caller);
     if (r !== null) return r; // ERESTART: still paused
     this.domain.unpause();
+    this.opCounts.off++;
     return { ok: true, pages: 0, stats: this.snapshotStats() };
   }
 
@@ -473,6 +482,14 @@ export class LogDirty {
     const walked = Math.min(requested, pages);
     if (clean) mechanism.clean(); // re-arm while still paused
     domain.unpause();
+    const final = ((req.mode ?? 0) & SHADOW_LOGDIRTY_FINAL) !== 0;
+    if (clean) {
+      this.opCounts.clean++;
+      if (final) this.opCounts.cleanFinal++;
+    } else {
+      this.opCounts.peek++;
+      if (final) this.opCounts.peekFinal++;
+    }
     return { ok: true, pages: walked, stats };
   }
 

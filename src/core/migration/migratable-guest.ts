@@ -11,7 +11,10 @@
  *   - `clean` is CLEAN: fills `bitmap` with the pages dirtied since the last
  *     CLEAN (bit `gfn & 31` of word `gfn >>> 5`, ceil(pageCount/32) words),
  *     resets the log, and returns Xen's stats.dirty_count (distinct pages newly
- *     dirtied), which the stop policies use — not a popcount.
+ *     dirtied), which the stop policies use — not a popcount. `final`
+ *     marks the saver's last CLEAN (Xen: XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL).
+ *   - `peek` is PEEK: the same bitmap, nothing reset (the legacy saver's
+ *     `to_skip`).
  *   - `pause`/`unpause` are counted by the implementation like domain_pause.
  *   - `runGuestFor` lets the guest's workload run for `virtualNs` nanoseconds
  *     of its own time; a paused guest does nothing.
@@ -39,7 +42,8 @@ export interface MigratableGuest {
    */
   beforeSend?(gfn: number): void;
   enableLogDirty(): void;
-  clean(bitmap: Uint32Array): { dirtyCount: number };
+  clean(bitmap: Uint32Array, final?: boolean): { dirtyCount: number };
+  peek(bitmap: Uint32Array): { dirtyCount: number };
   disableLogDirty(): void;
   pause(): void;
   unpause(): void;

@@ -1,10 +1,10 @@
 /**
- * The migration sender: pre-copy rounds driven by log-dirty, a stop policy,
- * stop-and-copy, and the end-to-end digest. Pure: guest, transport, clock
- * and timers are injected.
+ * The migration sender: pre-copy driven by log-dirty, stop-and-copy, and the
+ * end-to-end digest. Pure: guest, transport, clock and timers are injected.
  *
- * The loop is Xen's send_memory_live (xg_sr_save.c), with the policy asked at
- * the same three points:
+ * Two loops, chosen by the policy's saver (saver.ts):
+ *
+ * Xen (`send_memory_live`, xg_sr_save.c), the policy asked at Xen's three points:
  * ```
  *   decide(stats)                                   ← dirtyCount −1, iteration 0
  *   loop:
@@ -14,19 +14,34 @@
  *     decide(stats); if ≠ continue: break           ← only iteration rules fire
  *     CLEAN → bitmap, dirtyCount
  *     decide(stats)
- *   stop-and-copy: pause, final CLEAN, send it, VCPU_STATE, END(digest), verdict
+ *   stop-and-copy: pause, final CLEAN (LOGDIRTY_FINAL for v2), send it
  * ```
- * A pass hashes each page once — in place, sent from where it sits
- * (zero-copy: guests with `viewPage`), or copied into the batch first — and
- *   - sends a ZERO descriptor for an unpopulated or all-zero page,
- *   - skips it (counted) if its hash equals the hash of its last send,
- *   - otherwise sends it; per-page hashes live in one flat Uint32Array.
+ * QEMU (qemu-thread.ts): 100 ms rate-limit windows, the threshold from the
+ * bandwidth each window measured, a bitmap sync whenever the pending pages
+ * fall under it, the switchover when they stay under it, then stop, sync
+ * and send the rest with the limit lifted. Its rounds run from one bitmap
+ * sync to the next.
+ * Both end the same way: VCPU_STATE, END(digest), the receiver's verdict.
+ *
+ * Page rules (saver.ts), applied to each page a pass considers:
+ *   - skipRedirtied: PEEK before each batch; a page dirtied again since the
+ *     pass began is skipped (not in the final pass);
+ *   - the page is hashed once — in place, sent from where it sits (zero-copy:
+ *     guests with `viewPage`), or copied into the batch first;
+ *   - skipUnchanged: skipped if its hash equals the hash of its last send;
+ *   - zeroPages 'flag': an unpopulated or all-zero page goes as a ZERO
+ *     descriptor; 'data': every page goes with its 4096 bytes.
+ *
+ * Link and cap. The link (`link`) is the pipe; `capBytesPerSec` is the
+ * saver's rate limit. Xen loop: every pass, the stop-and-copy included, at
+ * min(link, cap, the policy's rate). QEMU loop: bytes cross at the link's
+ * speed, the cap is enforced per 100 ms window, and lifted at switchover.
  *
  * Clocks. virtual: time advances by the link model — each batch by
- * bytes/rate, each pass end by the latency — and the guest runs for exactly
- * that long, so a seed reproduces a run. real: durations are read from the
- * injected wall clock while the socket drains; the guest runs for the wall
- * time elapsed, after each batch; `bandwidth` becomes a cap.
+ * bytes/rate, each pass end by the latency, each rate-limit wait to its
+ * window's end — and the guest runs for exactly that long, so a seed
+ * reproduces a run. real: durations are read from the injected wall clock
+ * while the socket drains; the guest runs for the wall time elapsed.
  *
  * Failure: whatever throws (link lost, receiver refused, guest op refused),
  * log-dirty is turned off, the guest unpaused if we paused it, its memory
@@ -39,6 +54,8 @@ import { MigrationFailedError, type MigrationPhase } from './errors.ts';
 import { transferNs, type LinkModel } from './link-model.ts';
 import { bitmapWords, LogDirtyRefusedError, type MigratableGuest, type PageView } from './migratable-guest.ts';
 import type { PrecopyStats, StopPolicy } from './policy/stop-policy.ts';
+import { QemuMigrationThread } from './qemu-thread.ts';
+import { XEN_SAVER, type SaverSpec } from './saver.ts';
 import { hashPage, isZeroPage, ZERO_PAGE_HASH } from './stream/checksum.ts';
 import { BatchBuilder, defaultAlloc, encodeEnd, encodeHeader, encodePreamble, encodeVcpuState, type Alloc } from './stream/encoder.ts';
 import { HDR_FLAG_VIRTUAL_CLOCK, POLICY_IDS, STREAM_PAGE_SIZE } from './stream/format.ts';
@@ -50,9 +67,14 @@ export interface SenderOptions {
   readonly policy: StopPolicy;
   /** 'virtual' (default): the link model decides durations; 'real': the wall clock does. */
   readonly clock?: ClockMode;
-  /** virtual: the modelled link; real: bandwidth is a cap (Infinity ⇒ none), latency unused. */
+  /** virtual: the modelled link (bandwidth, latency); real: unused but for reports. */
   readonly link: LinkModel;
-  /** Skip dirty pages whose content hash is unchanged since their last send (default true). */
+  /**
+   * The saver's rate limit, bytes/s (QEMU max-bandwidth; a cap on every Xen
+   * pass). Default Infinity: none. Under the real clock, a cap is the only limit.
+   */
+  readonly capBytesPerSec?: number;
+  /** Skip dirty pages whose content hash is unchanged since their last send (default: the saver's). */
   readonly skipUnchanged?: boolean;
   /** Unpause the source after a verified migration (default false: it now lives at the destination). */
   readonly resumeSourceAfter?: boolean;
@@ -88,17 +110,30 @@ export interface SenderObserver {
 
 /** Per-round counters (field names as `migrate --json` prints them). */
 export interface RoundStats {
+  /** 0, 1, 2, … contiguous; the stop-and-copy is the last. */
   readonly round: number;
   /** Descriptors put on the wire (PAGE + ZERO). */
   readonly pages_sent: number;
-  /** Pages this round had to consider: guest pages for round 0, else what the CLEAN at its start returned. */
+  /**
+   * Pages the log-dirty harvest(s) at the round's start returned (Xen
+   * stats.dirty_count; KVM: distinct pages); round 0: every guest page.
+   */
   readonly dirty: number;
+  /** Pages in the send bitmap at the round's start (QEMU: leftovers of the last round + the sync's). */
+  readonly pending: number;
   readonly bytes: number;
+  /** Xen: the pass; QEMU: from this round's bitmap sync to the next one (stop-and-copy: to its last page). */
   readonly duration_ms: number;
-  /** Dirty pages not sent because their hash equals the hash of their last send. */
+  /** skipped_redirtied + skipped_unchanged. */
   readonly skipped: number;
+  /** Not sent: dirtied again since the pass began (PEEK, legacy `skip_this_iter`). */
+  readonly skipped_redirtied: number;
+  /** Not sent: content hash unchanged since its last send (`--skip-unchanged`). */
+  readonly skipped_unchanged: number;
   /** Pages sent as a ZERO flag. */
   readonly zero: number;
+  /** Log-dirty harvests (CLEAN / bitmap sync) this round began with: QEMU's dirty-sync-count per round. */
+  readonly bitmap_syncs: number;
   /** The final, paused round. */
   readonly stop_and_copy: boolean;
 }
@@ -125,15 +160,25 @@ export interface MigrationResult {
   readonly pages_sent: number;
   readonly bytes_sent: number;
   readonly skipped: number;
+  readonly skipped_redirtied: number;
+  readonly skipped_unchanged: number;
   readonly zero_pages: number;
+  /** Log-dirty harvests over the migration (QEMU's dirty-sync-count; Xen's CLEANs). */
+  readonly bitmap_syncs: number;
+  /** PEEKs (the legacy saver's one per batch). */
+  readonly peeks: number;
   readonly source_digest: string;
   readonly dest_digest: string;
   readonly verified: boolean;
   readonly page_count: number;
   readonly vcpu_count: number;
-  /** The modelled link (virtual) or the cap (real); null = uncapped. */
+  /** The saver's rate cap, MiB/s; null = none. */
   readonly bandwidth_mib_s: number | null;
+  /** The modelled link, MiB/s (virtual clock); null = unlimited or the real socket. */
+  readonly link_mib_s: number | null;
   readonly latency_ms: number;
+  /** QEMU: why the switchover came ('converged': pending under the threshold; 'max-syncs': our cap). */
+  readonly switchover?: 'converged' | 'max-syncs';
   /** True when the source guest was unpaused at the end (verification failed, or asked). */
   readonly source_resumed: boolean;
 }
@@ -152,17 +197,40 @@ export async function migrate(
   return s.run();
 }
 
+/** The round being sent: its counters until it closes. */
+interface OpenRound {
+  readonly round: number;
+  readonly startNs: number;
+  readonly startBytes: number;
+  dirty: number;
+  pending: number;
+  syncs: number;
+  sent: number;
+  zero: number;
+  skippedRedirtied: number;
+  skippedUnchanged: number;
+  /** Pages considered (progress). */
+  done: number;
+  readonly final: boolean;
+}
+
 class Sender {
   private readonly mode: ClockMode;
   private readonly clock: Clock;
   private readonly vclock: VirtualClock | undefined;
   private readonly policy: StopPolicy;
+  private readonly saver: SaverSpec;
   private readonly link: LinkModel;
+  private readonly cap: number;
   private readonly skipUnchanged: boolean;
+  private readonly zeroFlag: boolean;
   private readonly builder: BatchBuilder;
   private readonly alloc: Alloc;
   private readonly M: number;
+  /** The send bitmap: the CLEAN's (Xen), or QEMU's migration bitmap. */
   private readonly bitmap: Uint32Array;
+  /** PEEK's bitmap (legacy `to_skip`), or the harvest QEMU merges into `bitmap`. */
+  private readonly scratch: Uint32Array;
   /** Hash (lo, hi) of each page at its last send; valid where `sentOnce`. */
   private readonly lastHash: Uint32Array;
   private readonly sentOnce: Uint8Array;
@@ -180,9 +248,15 @@ class Sender {
   private totalBytes = 0;
   private totalPagesSent = 0;
   private pageRecords = 0;
+  private syncs = 0;
+  private peeks = 0;
   private readonly rounds: RoundStats[] = [];
-  /** Rate limit for the current pass (bytes/s). */
+  private cur: OpenRound | null = null;
+  /** Rate for the bytes being sent now (bytes/s): the virtual clock's per-byte time, the real clock's pacing. */
   private rate = Infinity;
+  /** QEMU: the thread that rate-limits and decides (null under the Xen loop). */
+  private qemu: QemuMigrationThread | null = null;
+  private switchover: 'converged' | 'max-syncs' | undefined;
 
   constructor(
     private readonly guest: MigratableGuest,
@@ -199,12 +273,17 @@ class Sender {
       this.clock = this.vclock;
     }
     this.policy = opts.policy;
+    this.saver = opts.policy.saver ?? XEN_SAVER;
     this.link = opts.link;
-    this.skipUnchanged = opts.skipUnchanged ?? true;
+    this.cap = opts.capBytesPerSec ?? Infinity;
+    if (!(this.cap > 0)) throw new RangeError(`capBytesPerSec must be > 0, got ${this.cap}`);
+    this.skipUnchanged = opts.skipUnchanged ?? this.saver.skipUnchanged;
+    this.zeroFlag = this.saver.zeroPages === 'flag';
     this.alloc = deps.alloc ?? defaultAlloc;
     this.builder = new BatchBuilder(this.alloc);
     this.M = guest.pageCount;
     this.bitmap = new Uint32Array(bitmapWords(this.M));
+    this.scratch = new Uint32Array(bitmapWords(this.M));
     this.lastHash = new Uint32Array(2 * this.M);
     this.sentOnce = new Uint8Array(this.M);
     this.zeroCopy = (opts.zeroCopy ?? true) && guest.viewPage !== undefined;
@@ -270,61 +349,7 @@ class Sender {
     ]);
     this.phase = 'live';
 
-    // Pre-copy: send_memory_live.
-    let iteration = 0;
-    let dirtyCount = -1;
-    let totalWritten = 0;
-    let lastPass: RoundStats | undefined;
-    let lastCleanNs = t0;
-    let dirtyIntervalNs = 0;
-    const stats = (): PrecopyStats => ({
-      iteration,
-      dirtyCount,
-      totalWritten,
-      totalPagesSent: this.totalPagesSent,
-      totalBytes: this.totalBytes,
-      pageCount: this.M,
-      pageSizeBytes: STREAM_PAGE_SIZE,
-      lastPassPagesSent: lastPass ? lastPass.pages_sent : -1,
-      lastPassSkipped: lastPass ? lastPass.skipped : -1,
-      lastPassBytes: lastPass ? lastPass.bytes : 0,
-      lastPassNs: lastPass ? lastPass.duration_ms * NS_PER_MS : 0,
-      bandwidthBytesPerSec: lastPass && lastPass.duration_ms > 0 ? lastPass.bytes / (lastPass.duration_ms / 1000) : 0,
-      dirtyIntervalNs,
-      elapsedNs: this.now() - t0,
-    });
-
-    let decision = this.policy.decide(stats());
-    let x = 0;
-    for (;;) {
-      x++;
-      const first = x === 1;
-      if (first || dirtyCount > 0) {
-        this.rate = Math.min(this.link.bandwidthBytesPerSec, this.policy.rateFor?.(stats(), false) ?? Infinity);
-        lastPass = await this.sendPass(x - 1, first, first ? this.M : dirtyCount, false);
-      }
-      if (decision !== 'continue') break;
-      iteration = x;
-      totalWritten += first ? this.M : dirtyCount;
-      dirtyCount = -1;
-      decision = this.policy.decide(stats());
-      if (decision !== 'continue') break;
-      const cleanAt = this.now();
-      dirtyCount = guest.clean(this.bitmap).dirtyCount;
-      dirtyIntervalNs = cleanAt - lastCleanNs;
-      lastCleanNs = cleanAt;
-      decision = this.policy.decide(stats());
-    }
-
-    // Stop-and-copy: suspend_and_send_dirty.
-    this.phase = 'stop-and-copy';
-    const pauseAt = this.now();
-    await this.syncGuestTime();
-    guest.pause();
-    this.pausedByUs = true;
-    const finalDirty = guest.clean(this.bitmap).dirtyCount;
-    this.rate = Math.min(this.link.bandwidthBytesPerSec, this.policy.rateFor?.(stats(), true) ?? Infinity);
-    await this.sendPass(x, false, finalDirty, true);
+    const pauseAt = this.saver.loop === 'qemu' ? await this.qemuLoop() : await this.xenLoop(t0);
     const pagesDoneAt = this.now();
 
     const vcpu = guest.vcpuState();
@@ -356,7 +381,7 @@ class Sender {
     }
     this.transport.close();
 
-    const sum = (k: 'skipped' | 'zero') => this.rounds.reduce((n, r) => n + r[k], 0);
+    const sum = (k: 'skipped' | 'skipped_redirtied' | 'skipped_unchanged' | 'zero') => this.rounds.reduce((n, r) => n + r[k], 0);
     return {
       policy: this.policy.name,
       policy_params: this.policy.params,
@@ -374,16 +399,374 @@ class Sender {
       pages_sent: this.totalPagesSent,
       bytes_sent: this.totalBytes,
       skipped: sum('skipped'),
+      skipped_redirtied: sum('skipped_redirtied'),
+      skipped_unchanged: sum('skipped_unchanged'),
       zero_pages: sum('zero'),
+      bitmap_syncs: this.syncs,
+      peeks: this.peeks,
       source_digest: digest.hex,
       dest_digest: verdict.destDigest,
       verified: verdict.verified && verdict.destDigest === digest.hex,
       page_count: this.M,
       vcpu_count: guest.vcpuCount,
-      bandwidth_mib_s: Number.isFinite(this.link.bandwidthBytesPerSec) ? this.link.bandwidthBytesPerSec / MiB : null,
+      bandwidth_mib_s: Number.isFinite(this.cap) ? this.cap / MiB : null,
+      link_mib_s: this.mode === 'virtual' && Number.isFinite(this.link.bandwidthBytesPerSec) ? this.link.bandwidthBytesPerSec / MiB : null,
       latency_ms: this.link.latencyNs / NS_PER_MS,
+      ...(this.switchover !== undefined ? { switchover: this.switchover } : {}),
       source_resumed: resume,
     };
+  }
+
+  // ------------------------------------------------------------------ Xen: send_memory_live
+
+  /** Pre-copy and stop-and-copy as xg_sr_save.c does them; returns when the last page is delivered, with the pause time. */
+  private async xenLoop(t0: number): Promise<number> {
+    const guest = this.guest;
+    let iteration = 0;
+    let dirtyCount = -1;
+    let totalWritten = 0;
+    let lastPass: RoundStats | undefined;
+    let lastCleanNs = t0;
+    let dirtyIntervalNs = 0;
+    const stats = (): PrecopyStats => ({
+      iteration,
+      dirtyCount,
+      totalWritten,
+      totalPagesSent: this.totalPagesSent,
+      totalBytes: this.totalBytes,
+      pageCount: this.M,
+      pageSizeBytes: STREAM_PAGE_SIZE,
+      lastPassPagesSent: lastPass ? lastPass.pages_sent : -1,
+      lastPassSkipped: lastPass ? lastPass.skipped : -1,
+      lastPassBytes: lastPass ? lastPass.bytes : 0,
+      lastPassNs: lastPass ? lastPass.duration_ms * NS_PER_MS : 0,
+      bandwidthBytesPerSec: lastPass && lastPass.duration_ms > 0 ? lastPass.bytes / (lastPass.duration_ms / 1000) : 0,
+      dirtyIntervalNs,
+      elapsedNs: this.now() - t0,
+    });
+    const rateFor = (final: boolean): number =>
+      Math.min(this.link.bandwidthBytesPerSec, this.cap, this.policy.rateFor?.(stats(), final) ?? Infinity);
+
+    let decision = this.policy.decide(stats());
+    let x = 0;
+    // CLEANs since the last pass (one that returned nothing sends no pass; the next round counts it).
+    let cleansSincePass = 0;
+    for (;;) {
+      x++;
+      const first = x === 1;
+      if (first || dirtyCount > 0) {
+        this.rate = rateFor(false);
+        lastPass = await this.xenPass(first, first ? this.M : dirtyCount, cleansSincePass, false);
+        cleansSincePass = 0;
+      }
+      if (decision !== 'continue') break;
+      iteration = x;
+      totalWritten += first ? this.M : dirtyCount;
+      dirtyCount = -1;
+      decision = this.policy.decide(stats());
+      if (decision !== 'continue') break;
+      const cleanAt = this.now();
+      dirtyCount = guest.clean(this.bitmap).dirtyCount;
+      this.syncs++;
+      cleansSincePass++;
+      dirtyIntervalNs = cleanAt - lastCleanNs;
+      lastCleanNs = cleanAt;
+      decision = this.policy.decide(stats());
+    }
+
+    // Stop-and-copy: suspend_and_send_dirty.
+    this.phase = 'stop-and-copy';
+    const pauseAt = this.now();
+    await this.syncGuestTime();
+    guest.pause();
+    this.pausedByUs = true;
+    const finalDirty = guest.clean(this.bitmap, this.saver.finalCleanFlag).dirtyCount;
+    this.syncs++;
+    this.rate = rateFor(true);
+    await this.xenPass(false, finalDirty, cleansSincePass + 1, true);
+    return pauseAt;
+  }
+
+  /** One Xen pass: every page (`all`), or the pages set in the CLEAN's bitmap. */
+  private async xenPass(all: boolean, dirty: number, cleans: number, final: boolean): Promise<RoundStats> {
+    const r = this.openRound(dirty, all ? this.M : dirty, cleans, final);
+    const peekSkip = this.saver.skipRedirtied && !final;
+    const skip = this.scratch;
+    const b = this.builder;
+    // xc_domain_save.c: PEEK into to_skip before collecting each batch of up to 1024 pages.
+    let needPeek = peekSkip;
+    const consider = async (gfn: number): Promise<void> => {
+      if (needPeek) {
+        this.guest.peek(skip);
+        this.peeks++;
+        needPeek = false;
+      }
+      if (peekSkip && (skip[gfn >>> 5]! & (1 << (gfn & 31))) !== 0) {
+        r.done++;
+        r.skippedRedirtied++;
+        return;
+      }
+      if (this.sendOne(gfn)) {
+        await this.flushBatch();
+        needPeek = peekSkip;
+      }
+    };
+    if (all) {
+      for (let gfn = 0; gfn < this.M; gfn++) await consider(gfn);
+    } else {
+      const bm = this.bitmap;
+      for (let w = 0; w < bm.length; w++) {
+        let bits = bm[w]!;
+        while (bits !== 0) {
+          const bit = 31 - Math.clz32(bits & -bits);
+          bits &= bits - 1;
+          const gfn = (w << 5) + bit;
+          if (gfn < this.M) await consider(gfn);
+        }
+      }
+    }
+    if (b.count > 0) await this.flushBatch();
+    await this.passTime(0, true);
+    return this.closeRound();
+  }
+
+  // ------------------------------------------------------------------ QEMU: migration_thread
+
+  /**
+   * The QEMU thread: windows, syncs and the switchover, then the stop-and-copy
+   * with the limit lifted. Returns when the last page is delivered, with the pause time.
+   */
+  private async qemuLoop(): Promise<number> {
+    const guest = this.guest;
+    const M = this.M;
+    // Bytes cross at the link's speed; the thread enforces the cap per window.
+    this.rate = this.mode === 'virtual' ? this.link.bandwidthBytesPerSec : Infinity;
+    const downtimeLimitMs = this.policy.params['downtime_limit_ms'] ?? 300;
+    const thread = new QemuMigrationThread({
+      maxBandwidthBytesPerSec: this.cap,
+      downtimeLimitMs,
+      pageSizeBytes: STREAM_PAGE_SIZE,
+      startNs: this.now(),
+      maxSyncs: this.policy.params['max_iterations'] ?? 30,
+    });
+    this.qemu = thread;
+
+    // ram_init_bitmaps: every page dirty, and a first sync (counted as QEMU counts it).
+    for (let gfn = 0; gfn < M; gfn++) this.bitmap[gfn >>> 5] = this.bitmap[gfn >>> 5]! | (1 << (gfn & 31));
+    let pending = M;
+    guest.clean(this.scratch);
+    this.syncs++;
+    thread.setupSynced();
+    this.openRound(M, M, 1, false);
+    let cursor = 0;
+    const PAGE = STREAM_PAGE_SIZE;
+
+    /** migration_bitmap_sync_precopy: harvest, OR into the migration bitmap, a new round. */
+    const sync = (): number => {
+      this.closeRound();
+      const dirty = guest.clean(this.scratch).dirtyCount;
+      this.syncs++;
+      pending += orInto(this.bitmap, this.scratch, M);
+      this.openRound(dirty, pending, 1, false);
+      return dirty;
+    };
+
+    /** ram_save_iterate: send from the cursor while the thread allows; false ⇒ no dirty page was left. */
+    const iterate = async (): Promise<void> => {
+      const b = this.builder;
+      const t0 = this.now();
+      let n = 0;
+      while (thread.mayContinueIterate(t0, n, this.nowWithBatch(), b.wireBytes)) {
+        if (pending === 0) break; // ram_find_and_save_block found nothing
+        const gfn = nextSetBit(this.bitmap, M, cursor);
+        this.bitmap[gfn >>> 5] = this.bitmap[gfn >>> 5]! & ~(1 << (gfn & 31)); // migration_bitmap_clear_dirty
+        pending--;
+        cursor = gfn + 1 === M ? 0 : gfn + 1;
+        // (QEMU clears a KVM dirty-log chunk lazily here, before its first page leaves:
+        //  migration_clear_memory_region_dirty_bitmap.)
+        if (this.sendOne(gfn)) await this.flushBatch();
+        n++;
+      }
+      if (b.count > 0) await this.flushBatch(); // the iteration ends with EOS and a flush
+    };
+
+    let decisionSync = false;
+    for (;;) {
+      let a = thread.next(this.now(), pending * PAGE);
+      if (a.kind === 'sync') {
+        sync();
+        a = thread.synced(pending * PAGE);
+        decisionSync = a.kind === 'complete';
+      }
+      if (a.kind === 'complete') {
+        this.switchover = a.reason;
+        break;
+      }
+      if (a.kind === 'iterate') {
+        await iterate();
+        thread.iterated();
+      } else if (a.kind === 'wait') {
+        await this.waitUntil(a.untilNs);
+      }
+    }
+
+    // migration_completion: stop the VM, lift the limit; ram_save_complete: sync, send the rest.
+    this.phase = 'stop-and-copy';
+    thread.lift();
+    const pauseAt = this.now();
+    await this.syncGuestTime();
+    guest.pause();
+    this.pausedByUs = true;
+    const r = this.cur!;
+    let stop: OpenRound;
+    if (decisionSync && r.sent === 0 && r.skippedUnchanged === 0) {
+      // The sync that decided the switchover opened this round; the final sync joins it.
+      this.cur = { ...r, final: true };
+      stop = this.cur;
+    } else {
+      this.closeRound();
+      stop = this.openRound(0, pending, 0, true);
+    }
+    stop.dirty += guest.clean(this.scratch).dirtyCount;
+    this.syncs++;
+    stop.syncs++;
+    pending += orInto(this.bitmap, this.scratch, M);
+    stop.pending = pending;
+    this.rate = this.mode === 'virtual' ? this.link.bandwidthBytesPerSec : Infinity;
+    while (pending > 0) {
+      const gfn = nextSetBit(this.bitmap, M, cursor);
+      this.bitmap[gfn >>> 5] = this.bitmap[gfn >>> 5]! & ~(1 << (gfn & 31));
+      pending--;
+      cursor = gfn + 1 === M ? 0 : gfn + 1;
+      if (this.sendOne(gfn)) await this.flushBatch();
+    }
+    if (this.builder.count > 0) await this.flushBatch();
+    await this.passTime(0, true);
+    this.closeRound();
+    return pauseAt;
+  }
+
+  /** Rate limited: time passes until the window ends (virtual: the clock jumps; real: sleep), the guest runs. */
+  private async waitUntil(untilNs: number): Promise<void> {
+    const ahead = untilNs - this.now();
+    if (ahead > 0) {
+      if (this.vclock) this.vclock.advanceNs(ahead);
+      else if (this.deps.sleep) await this.deps.sleep(ahead);
+    }
+    await this.syncGuestTime();
+  }
+
+  /** The clock as the batch being built would leave it (virtual: its bytes at the current rate). */
+  private nowWithBatch(): number {
+    return this.vclock ? this.now() + transferNs(this.builder.wireBytes, this.rate) : this.now();
+  }
+
+  // ------------------------------------------------------------------ rounds and pages
+
+  private openRound(dirty: number, pending: number, syncs: number, final: boolean): OpenRound {
+    const r: OpenRound = {
+      round: this.rounds.length,
+      startNs: this.now(),
+      startBytes: this.totalBytes,
+      dirty,
+      pending,
+      syncs,
+      sent: 0,
+      zero: 0,
+      skippedRedirtied: 0,
+      skippedUnchanged: 0,
+      done: 0,
+      final,
+    };
+    this.round = r.round;
+    this.cur = r;
+    this.passStartNs = r.startNs;
+    this.passBytes = 0;
+    return r;
+  }
+
+  private closeRound(): RoundStats {
+    const r = this.cur!;
+    const out: RoundStats = {
+      round: r.round,
+      pages_sent: r.sent,
+      dirty: r.dirty,
+      pending: r.pending,
+      bytes: this.totalBytes - r.startBytes,
+      duration_ms: (this.now() - r.startNs) / NS_PER_MS,
+      skipped: r.skippedRedirtied + r.skippedUnchanged,
+      skipped_redirtied: r.skippedRedirtied,
+      skipped_unchanged: r.skippedUnchanged,
+      zero: r.zero,
+      bitmap_syncs: r.syncs,
+      stop_and_copy: r.final,
+    };
+    this.rounds.push(out);
+    this.cur = null;
+    this.deps.observer?.progress?.(r.round, r.done, r.pending, this.totalBytes);
+    this.deps.observer?.round?.(out);
+    return out;
+  }
+
+  /**
+   * One page under the saver's rules: seen in place (zero-copy) or read into
+   * the batch, hashed once, then skipped (unchanged), ZERO, or PAGE.
+   * Synchronous (no promise per page); returns true when the batch is full.
+   */
+  private sendOne(gfn: number): boolean {
+    // QEMU clears the chunk's KVM dirty log just before it reads any of the
+    // chunk's pages to send them (migration_bitmap_clear_dirty →
+    // migration_clear_memory_region_dirty_bitmap); other modes have no hook.
+    this.guest.beforeSend?.(gfn);
+    const r = this.cur!;
+    const b = this.builder;
+    const view = this.view;
+    let bytes: Uint8Array;
+    let off: number;
+    let populated: boolean;
+    let inPlace = this.zeroCopy;
+    if (inPlace) {
+      populated = this.guest.viewPage!(gfn, view);
+      bytes = view.bytes;
+      off = view.offset;
+      if (!populated && !this.zeroFlag) {
+        // An unpopulated page sent with data: its zeros go through the batch.
+        inPlace = false;
+        bytes = b.payload;
+        off = b.nextPayloadOffset;
+        this.guest.readPage(gfn, bytes, off);
+      }
+    } else {
+      bytes = b.payload;
+      off = b.nextPayloadOffset;
+      populated = this.guest.readPage(gfn, bytes, off);
+    }
+    const h = this.h;
+    let isZero: boolean;
+    if (populated) {
+      hashPage(bytes, off, h, 0);
+      isZero = this.zeroFlag && h[0] === ZERO_PAGE_HASH.lo && h[1] === ZERO_PAGE_HASH.hi && isZeroPage(bytes, off);
+    } else {
+      h[0] = ZERO_PAGE_HASH.lo;
+      h[1] = ZERO_PAGE_HASH.hi;
+      isZero = this.zeroFlag;
+    }
+    r.done++;
+    const lh = this.lastHash;
+    if (this.skipUnchanged && this.sentOnce[gfn] === 1 && lh[2 * gfn] === h[0] && lh[2 * gfn + 1] === h[1]) {
+      r.skippedUnchanged++;
+      return false;
+    }
+    lh[2 * gfn] = h[0]!;
+    lh[2 * gfn + 1] = h[1]!;
+    this.sentOnce[gfn] = 1;
+    if (isZero) {
+      b.addZero(gfn);
+      r.zero++;
+    } else if (inPlace) b.commitView(gfn, bytes, off, h[0]!, h[1]!);
+    else b.commitPage(gfn, h[0]!, h[1]!);
+    r.sent++;
+    return b.full;
   }
 
   /**
@@ -486,11 +869,12 @@ class Sender {
   private passStartNs = 0;
   private passBytes = 0;
 
-  private async flushBatch(round: number): Promise<void> {
-    const wire = this.builder.wireBytes;
-    const pages = this.builder.count;
-    const viewBytes = this.builder.viewBytes;
-    const sealed = this.builder.sealForWrite(round);
+  private async flushBatch(): Promise<void> {
+    const b = this.builder;
+    const wire = b.wireBytes;
+    const pages = b.count;
+    const viewBytes = b.viewBytes;
+    const sealed = b.sealForWrite(this.round);
     this.viewBytesInFlight += viewBytes;
     const ok = this.write(sealed.chunks, () => {
       this.viewBytesInFlight -= viewBytes;
@@ -500,104 +884,43 @@ class Sender {
     this.passBytes += wire;
     this.totalPagesSent += pages;
     this.pageRecords += pages;
+    this.qemu?.account(wire);
     await this.passTime(wire, false, !ok);
+    const r = this.cur;
+    if (r) this.deps.observer?.progress?.(r.round, r.done, r.pending, this.totalBytes);
   }
+}
 
-  /** One pass: every page (`all`), or the pages set in the bitmap. */
-  private async sendPass(round: number, all: boolean, dirty: number, final: boolean): Promise<RoundStats> {
-    this.round = round;
-    const start = this.now();
-    this.passStartNs = start;
-    this.passBytes = 0;
-    const startBytes = this.totalBytes;
-    let sent = 0;
-    let skipped = 0;
-    let zero = 0;
-    let done = 0;
-    const total = all ? this.M : dirty;
-    const b = this.builder;
-    const obs = this.deps.observer;
-
-    // One page: seen in place (zero-copy) or read into the batch, hashed once, then ZERO / skip / PAGE.
-    // Synchronous (no promise per page); returns true when the batch is full.
-    const zeroCopy = this.zeroCopy;
-    const view = this.view;
-    const one = (gfn: number): boolean => {
-      this.guest.beforeSend?.(gfn); // QEMU clears the chunk's KVM dirty log before sending any of its pages
-      let bytes: Uint8Array;
-      let off: number;
-      let populated: boolean;
-      if (zeroCopy) {
-        populated = this.guest.viewPage!(gfn, view);
-        bytes = view.bytes;
-        off = view.offset;
-      } else {
-        bytes = b.payload;
-        off = b.nextPayloadOffset;
-        populated = this.guest.readPage(gfn, bytes, off);
-      }
-      const h = this.h;
-      let isZero: boolean;
-      if (populated) {
-        hashPage(bytes, off, h, 0);
-        isZero = h[0] === ZERO_PAGE_HASH.lo && h[1] === ZERO_PAGE_HASH.hi && isZeroPage(bytes, off);
-      } else {
-        h[0] = ZERO_PAGE_HASH.lo;
-        h[1] = ZERO_PAGE_HASH.hi;
-        isZero = true;
-      }
-      done++;
-      const lh = this.lastHash;
-      if (this.skipUnchanged && this.sentOnce[gfn] === 1 && lh[2 * gfn] === h[0] && lh[2 * gfn + 1] === h[1]) {
-        skipped++;
-        return false;
-      }
-      lh[2 * gfn] = h[0]!;
-      lh[2 * gfn + 1] = h[1]!;
-      this.sentOnce[gfn] = 1;
-      if (isZero) {
-        b.addZero(gfn);
-        zero++;
-      } else if (zeroCopy) b.commitView(gfn, bytes, off, h[0]!, h[1]!);
-      else b.commitPage(gfn, h[0]!, h[1]!);
-      sent++;
-      return b.full;
-    };
-    const flush = async (): Promise<void> => {
-      await this.flushBatch(round);
-      obs?.progress?.(round, done, total, this.totalBytes);
-    };
-
-    if (all) {
-      for (let gfn = 0; gfn < this.M; gfn++) if (one(gfn)) await flush();
-    } else {
-      const bm = this.bitmap;
-      for (let w = 0; w < bm.length; w++) {
-        let bits = bm[w]!;
-        while (bits !== 0) {
-          const bit = 31 - Math.clz32(bits & -bits);
-          bits &= bits - 1;
-          const gfn = (w << 5) + bit;
-          if (gfn < this.M && one(gfn)) await flush();
-        }
-      }
+/** ORs `src` into `dst` over `pages` bits; returns how many bits were newly set. */
+function orInto(dst: Uint32Array, src: Uint32Array, pages: number): number {
+  let added = 0;
+  const words = bitmapWords(pages);
+  for (let w = 0; w < words; w++) {
+    const s = src[w]!;
+    if (s === 0) continue;
+    let fresh = (s & ~dst[w]!) >>> 0;
+    if (w === words - 1 && (pages & 31) !== 0) fresh &= (1 << (pages & 31)) - 1;
+    dst[w] = dst[w]! | fresh;
+    while (fresh !== 0) {
+      fresh &= fresh - 1;
+      added++;
     }
-    if (b.count > 0) await this.flushBatch(round);
-    await this.passTime(0, true);
-    obs?.progress?.(round, done, total, this.totalBytes);
-
-    const r: RoundStats = {
-      round,
-      pages_sent: sent,
-      dirty: all ? this.M : dirty,
-      bytes: this.totalBytes - startBytes,
-      duration_ms: (this.now() - start) / NS_PER_MS,
-      skipped,
-      zero,
-      stop_and_copy: final,
-    };
-    this.rounds.push(r);
-    obs?.round?.(r);
-    return r;
   }
+  return added;
+}
+
+/** The first set bit at or after `from`, wrapping at `pages` (QEMU's page search continues where it stopped). The bitmap must not be empty. */
+function nextSetBit(bm: Uint32Array, pages: number, from: number): number {
+  const words = bitmapWords(pages);
+  let w = from >>> 5;
+  let bits = bm[w]! & (~0 << (from & 31));
+  for (let scanned = 0; scanned <= words; scanned++) {
+    if (bits !== 0) {
+      const gfn = (w << 5) + (31 - Math.clz32(bits & -bits));
+      if (gfn < pages) return gfn;
+    }
+    w = w + 1 === words ? 0 : w + 1;
+    bits = bm[w]!;
+  }
+  throw new Error('nextSetBit: the bitmap is empty');
 }

@@ -67,8 +67,14 @@ export interface DirtyMode extends PagingMode {
   enable(): void;
   /** Reads the dirty set without resetting it (Xen PEEK; KVM: GET in manual-protect, else a copy). */
   peek(bitmap: Uint32Array | null): HarvestResult;
-  /** Reads and resets the dirty set and re-arms tracking (see header). */
-  harvest(bitmap: Uint32Array | null): HarvestResult;
+  /**
+   * Reads and resets the dirty set and re-arms tracking (see header).
+   * `final`: the saver's last harvest — Xen modes pass
+   * XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL (paging_log_dirty_op: frames Xen holds
+   * write-mapped are marked dirty first) and count it in the op log; KVM has
+   * no such flag and ignores it.
+   */
+  harvest(bitmap: Uint32Array | null, final?: boolean): HarvestResult;
   /**
    * A write the guest made to gfn without the hardware path seeing it (the
    * guest OS model writes its page tables through the software view): record

@@ -38,7 +38,7 @@ import type { Domain } from '../domain/domain.ts';
 import { DefaultPagingMode } from '../domain/paging-mode.ts';
 import type { Vcpu } from '../domain/vcpu.ts';
 import { PFNS_PER_L3_SLOT, PFNS_PER_L4_SLOT, PFNS_PER_LEAF } from '../logdirty/dirty-trie.ts';
-import { LogDirty, type LogDirtyMechanism, type PausableDomain, type ShadowOpResult } from '../logdirty/log-dirty.ts';
+import { LogDirty, SHADOW_LOGDIRTY_FINAL, type LogDirtyMechanism, type PausableDomain, type ShadowOpResult } from '../logdirty/log-dirty.ts';
 import type { ExitAction, ExitInfo } from '../mmu/exit-info.ts';
 import type { P2mFormatName } from '../p2m/p2m-format.ts';
 import { P2mType } from '../p2m/p2m-type.ts';
@@ -192,8 +192,8 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
     return this.logDirtyOp(false, bitmap);
   }
 
-  harvest(bitmap: Uint32Array | null): HarvestResult {
-    return this.logDirtyOp(true, bitmap);
+  harvest(bitmap: Uint32Array | null, final = false): HarvestResult {
+    return this.logDirtyOp(true, bitmap, final);
   }
 
   /** OFF. As in Xen, OFF when log-dirty is already off is accepted (the saver always ends with OFF). */
@@ -212,7 +212,7 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
     return 0;
   }
 
-  private logDirtyOp(clean: boolean, bitmap: Uint32Array | null): HarvestResult {
+  private logDirtyOp(clean: boolean, bitmap: Uint32Array | null, final = false): HarvestResult {
     const op = clean ? 'CLEAN' : 'PEEK';
     if (!this.logDirty.isEnabled) {
       throw new DirtyModeError(`${this.name}: ${op} on domain ${this.domain.id}, but log-dirty is not enabled; ENABLE it first`);
@@ -221,10 +221,11 @@ export class HapLogDirtyMode extends DefaultPagingMode implements DirtyMode {
     if (bitmap !== null && bitmap.length * 32 < pages) {
       throw new DirtyModeError(`${this.name}: ${op} bitmap holds ${bitmap.length * 32} bits, the guest has ${pages} pages`);
     }
+    const mode = final ? SHADOW_LOGDIRTY_FINAL : 0;
     this.cleaning = clean;
     let r: ShadowOpResult;
     try {
-      r = clean ? this.logDirty.clean(bitmap, pages) : this.logDirty.peek(bitmap, pages);
+      r = clean ? this.logDirty.clean(bitmap, pages, mode) : this.logDirty.peek(bitmap, pages, mode);
     } finally {
       this.cleaning = false;
     }

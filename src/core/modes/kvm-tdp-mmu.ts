@@ -122,10 +122,10 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
   protected logging = false;
   /** Writes logged (bitmap bit set, ring entry pushed) from the write-fault path. */
   protected faultWritesLogged = 0;
-  /** PML entries logged before this mode was made (the vCPUs' counters are per MMU). */
-  private readonly pmlBase: number;
   /** Writes logged for the guest OS model's software-view writes (markGuestWrite). */
   protected softwareViewLogs = 0;
+  /** PML entries logged before this mode was made (the vCPUs' counters are per MMU). */
+  private readonly pmlBase: number;
   /** Whether new frames come in write-protected (tracking armed on the slot). */
   private armed = false;
   // Mask being applied by protectMasked (read by protectVisit: no closure per call).
@@ -212,11 +212,12 @@ export abstract class KvmTdpMode extends DefaultPagingMode implements DirtyMode,
   }
 
   /**
-   * DirtyMode.writesLogged: writes logged from the write-fault path, plus, with
-   * PML, the entries the CPU logged (kvm-ring counts its ring pushes instead).
+   * DirtyMode.writesLogged: writes logged from the write-fault path, plus the
+   * PML entries the CPUs logged since this mode was made (kvm-ring counts its
+   * ring pushes instead, which the PML flushes feed).
    */
   get writesLogged(): number {
-    return this.faultWritesLogged + (this.pml ? pmlEntriesLogged(this.domain) - this.pmlBase : 0);
+    return this.faultWritesLogged + pmlEntriesLogged(this.domain) - this.pmlBase;
   }
 
   /** Requests checked before VM entry (vcpu_enter_guest); the ring's soft-full exit. */

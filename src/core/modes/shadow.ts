@@ -30,7 +30,7 @@
 import type { Domain } from '../domain/domain.ts';
 import type { Vcpu } from '../domain/vcpu.ts';
 import { PFNS_PER_LEAF } from '../logdirty/dirty-trie.ts';
-import { LogDirty, type PausableDomain, type ShadowOpResult } from '../logdirty/log-dirty.ts';
+import { LogDirty, SHADOW_LOGDIRTY_FINAL, type PausableDomain, type ShadowOpResult } from '../logdirty/log-dirty.ts';
 import type { ExitAction, ExitInfo } from '../mmu/exit-info.ts';
 import { STAT_GUEST_PF } from '../mmu/mmu-stats.ts';
 import { ShadowPaging, ShadowPoolExhaustedError, ShadowUnsupportedError } from '../shadow/shadow-paging.ts';
@@ -193,8 +193,8 @@ export class ShadowMode implements DirtyMode {
     return this.op(false, bitmap);
   }
 
-  harvest(bitmap: Uint32Array | null): HarvestResult {
-    return this.op(true, bitmap);
+  harvest(bitmap: Uint32Array | null, final = false): HarvestResult {
+    return this.op(true, bitmap, final);
   }
 
   disable(): void {
@@ -213,14 +213,15 @@ export class ShadowMode implements DirtyMode {
     this.controlCycles += this.shadow.takeCycles();
   }
 
-  private op(clean: boolean, bitmap: Uint32Array | null): HarvestResult {
+  private op(clean: boolean, bitmap: Uint32Array | null, final = false): HarvestResult {
     const name = clean ? 'CLEAN' : 'PEEK';
     if (!this.enabled) throw new DirtyModeError(`shadow: ${name} on domain ${this.domain.id}, but log-dirty is not enabled; ENABLE it first`);
     const pages = this.domain.memory.pageCount;
     if (bitmap !== null && bitmap.length * 32 < pages) {
       throw new DirtyModeError(`shadow: ${name} bitmap holds ${bitmap.length * 32} bits, the guest has ${pages} pages`);
     }
-    const r = clean ? this.logDirty.clean(bitmap, pages) : this.logDirty.peek(bitmap, pages);
+    const mode = final ? SHADOW_LOGDIRTY_FINAL : 0;
+    const r = clean ? this.logDirty.clean(bitmap, pages, mode) : this.logDirty.peek(bitmap, pages, mode);
     check(r, name, this);
     const costs = this.domain.costs;
     const slots = Math.ceil(pages / PFNS_PER_LEAF);

@@ -1,8 +1,7 @@
 /**
- * MigratableDomain with kvm-bitmap in manual-protect mode, migrated by the
- * real sender to an in-process receiver: the sender drives QEMU's lazy
- * KVM_CLEAR_DIRTY_LOG (harvest only GETs; a chunk is cleared just before its
- * first page is read to be sent), and the destination still verifies.
+ * A real domain under migration: the Xen v2 saver's last CLEAN reaches Xen's
+ * log-dirty op with XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL (and the op log counts
+ * it), the legacy saver's does not, and PEEKs are the legacy saver's.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,46 +9,38 @@ import { linkModel } from '../migration/link-model.ts';
 import { createPolicy } from '../migration/policy/registry.ts';
 import { migrate } from '../migration/sender.ts';
 import { LoopbackTransport } from '../migration/testing/loopback-transport.ts';
-import type { KvmBitmapMode } from '../modes/kvm-bitmap.ts';
+import type { HapLogDirtyMode } from '../modes/hap-log-dirty.ts';
+import type { ShadowMode } from '../modes/shadow.ts';
 import { Xoshiro128 } from '../rng.ts';
-import { MiB } from '../units.ts';
 import { createSyntheticWorkload } from '../workload/synthetic.ts';
 import { createGuest } from './guest.ts';
-import { MigratableDomain, fillGuestRandom } from './migratable-domain.ts';
+import { fillGuestRandom, MigratableDomain } from './migratable-domain.ts';
 
-for (const kvmPml of [true, false]) {
-  test(`kvm-bitmap manual protect (${kvmPml ? 'PML' : 'no PML'}) under the sender: CLEARs wait for the sends, chunk by chunk; the migration verifies`, async () => {
-    const memBytes = 16 * MiB;
-    const pageCount = memBytes / 4096;
-    const guest = createGuest({
-      memBytes, vcpus: 2, mode: 'kvm-bitmap', addressing: 'identity', pageSize: '4k', populate: 'up-front',
-      modeOptions: { kvmPml, kvmManualProtect: true, kvmClearChunkPages: 256 },
-    });
-    fillGuestRandom(guest.domain, new Xoshiro128(3));
-    const mode = guest.mode as KvmBitmapMode;
-    const workload = createSyntheticWorkload('uniform', { pageCount, rng: new Xoshiro128(4) });
-    const source = new MigratableDomain({ domain: guest.domain, mode, workload, accessesPerSecond: 20_000 });
-    assert.ok(source.beforeSend !== undefined, 'the sender gets the hook');
-    // Each harvest (CLEAN) only GETs: no CLEAR happens inside it.
-    const harvest = mode.harvest.bind(mode);
-    let harvests = 0;
-    mode.harvest = (bm) => {
-      const before = mode.kvmStats.clearIoctls;
-      const r = harvest(bm);
-      assert.equal(mode.kvmStats.clearIoctls, before, 'no CLEAR at harvest');
-      harvests++;
-      return r;
-    };
-    const t = new LoopbackTransport();
-    const r = await migrate(source, t, { policy: createPolicy('xen'), link: linkModel(200, 0.1) });
-    assert.equal(r.verified, true);
-    assert.equal(r.source_digest, r.dest_digest);
-    assert.ok(harvests >= 2);
-    // Every page a later round sent had its chunk cleared first: at most one CLEAR per 256-page chunk per round.
-    const laterRounds = r.rounds.slice(1);
-    assert.ok(mode.kvmStats.clearIoctls > 0);
-    assert.ok(mode.kvmStats.clearIoctls <= laterRounds.length * (pageCount / 256));
-    const chunksSent = laterRounds.reduce((n, x) => n + Math.min(x.dirty, pageCount / 256), 0);
-    assert.ok(mode.kvmStats.clearIoctls <= chunksSent);
+async function run(mode: string, policy: string) {
+  const guest = createGuest({ memBytes: 4 << 20, vcpus: 1, mode, addressing: 'identity', pageSize: '4k', populate: 'up-front' });
+  fillGuestRandom(guest.domain, new Xoshiro128(1), 512); // half the guest holds data, the rest is zero
+  const workload = createSyntheticWorkload('uniform', { pageCount: 512, rng: new Xoshiro128(2) });
+  const src = new MigratableDomain({ domain: guest.domain, mode: guest.mode!, workload, accessesPerSecond: 20_000 });
+  const r = await migrate(src, new LoopbackTransport(), { policy: createPolicy(policy), link: linkModel(64, 1) });
+  return { r, mode: guest.mode! };
+}
+
+for (const mode of ['ept-pml', 'npt-wp', 'shadow']) {
+  test(`${mode}: xen's final CLEAN carries LOGDIRTY_FINAL and the op log counts it; xen-legacy's does not and PEEKs per batch`, async () => {
+    const v2 = await run(mode, 'xen');
+    assert.equal(v2.r.verified, true);
+    const ops = (v2.mode as HapLogDirtyMode | ShadowMode).logDirty.opCounts;
+    assert.equal(ops.cleanFinal, 1);
+    assert.equal(ops.clean, v2.r.bitmap_syncs, 'every CLEAN the saver issued');
+    assert.equal(ops.peek, 0);
+    assert.equal(ops.enable, 1);
+    assert.equal(ops.off, 1);
+    const legacy = await run(mode, 'xen-legacy');
+    assert.equal(legacy.r.verified, true);
+    const lops = (legacy.mode as HapLogDirtyMode | ShadowMode).logDirty.opCounts;
+    assert.equal(lops.cleanFinal, 0);
+    assert.equal(lops.clean, legacy.r.bitmap_syncs);
+    assert.equal(lops.peek, legacy.r.peeks);
+    assert.ok(lops.peek >= 1);
   });
 }

@@ -85,8 +85,12 @@ export class MigratableDomain implements MigratableGuest {
     this.mode.enable();
   }
 
-  clean(bitmap: Uint32Array): { dirtyCount: number } {
-    return { dirtyCount: this.mode.harvest(bitmap).dirtyCount };
+  clean(bitmap: Uint32Array, final = false): { dirtyCount: number } {
+    return { dirtyCount: this.mode.harvest(bitmap, final).dirtyCount };
+  }
+
+  peek(bitmap: Uint32Array): { dirtyCount: number } {
+    return { dirtyCount: this.mode.peek(bitmap).dirtyCount };
   }
 
   disableLogDirty(): void {
@@ -161,14 +165,15 @@ export class MigratableDomain implements MigratableGuest {
 }
 
 /**
- * Fills every guest page with non-zero pseudo-random data, as a guest that has
- * been running would have (`--fill random`). One Rng draw seeds each page's
- * xorshift stream, so 1 GiB fills in about a second.
+ * Fills guest pages [0, pages) (default: all) with non-zero pseudo-random
+ * data, as a guest that has been running would have (`--fill random`); the
+ * pages above stay as they are (zero: never written, `--wss`). One Rng draw
+ * seeds each page's xorshift stream, so 1 GiB fills in about a second.
  */
-export function fillGuestRandom(domain: Domain, rng: Rng): void {
+export function fillGuestRandom(domain: Domain, rng: Rng, pages?: number): void {
   const mem = domain.memory;
   const pool = domain.pool;
-  const n = mem.pageCount;
+  const n = Math.min(pages ?? mem.pageCount, mem.pageCount);
   for (let gfn = 0; gfn < n; gfn++) {
     const mfn = mem.populate(gfn); // the frame gfn has, or a new one
     fillFrame(pool.wordsOf(mfn), pool.wordOffset(mfn), rng.nextU32() | 1);

@@ -13,6 +13,7 @@
  *   stop after maxIterations passes               (safety)
  */
 import type { PrecopyStats, StopPolicy } from './stop-policy.ts';
+import { ADAPTIVE_SAVER } from '../saver.ts';
 
 export function adaptivePolicy(
   p: { downtimeLimitMs?: number; shrink?: number; minDirty?: number; maxIterations?: number } = {},
@@ -23,6 +24,7 @@ export function adaptivePolicy(
   const maxIterations = p.maxIterations ?? 30;
   return {
     name: 'adaptive',
+    saver: ADAPTIVE_SAVER,
     params: { downtime_limit_ms: downtimeLimitMs, shrink, min_dirty: minDirty, max_iterations: maxIterations },
     decide(s: PrecopyStats) {
       if (s.iteration >= maxIterations) return 'stop';

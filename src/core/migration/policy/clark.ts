@@ -8,6 +8,7 @@
  * max, stop under 256 KB.
  */
 import type { PrecopyStats, StopPolicy } from './stop-policy.ts';
+import { CLARK_SAVER } from '../saver.ts';
 
 const MBIT = 1e6 / 8; // bytes per second in one Mbit/s
 
@@ -22,6 +23,7 @@ export function clarkPolicy(
   let nextRate = minRate;
   return {
     name: 'clark',
+    saver: CLARK_SAVER,
     params: {
       min_mbit: minRate / MBIT,
       increment_mbit: increment / MBIT,

@@ -7,6 +7,7 @@
  * `maxIterations` passes so a non-converging run ends.
  */
 import type { PrecopyStats, StopPolicy } from './stop-policy.ts';
+import { QEMU_SAVER } from '../saver.ts';
 
 /** QEMU default downtime-limit, ms. */
 export const QEMU_DOWNTIME_LIMIT_MS = 300;
@@ -16,6 +17,7 @@ export function qemuPolicy(p: { downtimeLimitMs?: number; maxIterations?: number
   const maxIterations = p.maxIterations ?? 30;
   return {
     name: 'qemu',
+    saver: QEMU_SAVER,
     params: { downtime_limit_ms: downtimeLimitMs, max_iterations: maxIterations },
     decide(s: PrecopyStats) {
       if (s.iteration >= maxIterations) return 'stop';

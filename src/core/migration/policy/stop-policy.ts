@@ -9,6 +9,8 @@
  * migration with createPolicy(). Units: pages, bytes, ns.
  */
 
+import type { SaverSpec } from '../saver.ts';
+
 export type PrecopyDecision = 'continue' | 'stop';
 
 export interface PrecopyStats {
@@ -39,6 +41,8 @@ export interface StopPolicy {
   readonly name: string;
   /** The policy's parameters, for reports. */
   readonly params: Readonly<Record<string, number>>;
+  /** The saver this policy belongs to: its loop and page rules (saver.ts). Default: Xen v2's. */
+  readonly saver?: SaverSpec;
   decide(stats: PrecopyStats): PrecopyDecision;
   /**
    * Optional rate limit (bytes/s) for the next pass; undefined ⇒ the link's

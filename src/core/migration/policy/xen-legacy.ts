@@ -7,6 +7,7 @@
  * The ADAPTIVE_SAVE rate limiter was compiled out and is not modelled.
  */
 import type { PrecopyStats, StopPolicy } from './stop-policy.ts';
+import { XEN_LEGACY_SAVER } from '../saver.ts';
 
 export const DEF_MAX_ITERS = 29;
 export const DEF_MAX_FACTOR = 3;
@@ -18,6 +19,7 @@ export function xenLegacyPolicy(p: { maxIters?: number; maxFactor?: number; minS
   const minSent = p.minSent ?? LEGACY_MIN_SENT;
   return {
     name: 'xen-legacy',
+    saver: XEN_LEGACY_SAVER,
     params: { max_iters: maxIters, max_factor: maxFactor, min_sent: minSent },
     decide(s: PrecopyStats) {
       if (s.iteration >= maxIters) return 'stop';

@@ -6,6 +6,7 @@
  * still sends that pass live before stopping.
  */
 import { knownBelow, type PrecopyStats, type StopPolicy } from './stop-policy.ts';
+import { XEN_SAVER } from '../saver.ts';
 
 export const SPP_MAX_ITERATIONS = 5;
 export const SPP_TARGET_DIRTY_COUNT = 50;
@@ -15,6 +16,7 @@ export function xenPolicy(p: { maxIterations?: number; targetDirtyCount?: number
   const targetDirtyCount = p.targetDirtyCount ?? SPP_TARGET_DIRTY_COUNT;
   return {
     name: 'xen',
+    saver: XEN_SAVER,
     params: { max_iterations: maxIterations, target_dirty_count: targetDirtyCount },
     decide(s: PrecopyStats) {
       return knownBelow(s.dirtyCount, targetDirtyCount) || s.iteration >= maxIterations ? 'stop' : 'continue';

@@ -49,7 +49,7 @@ export class FakeGuest implements MigratableGuest {
   private ranNs = 0;
 
   /** Counters for tests. */
-  readonly counters = { writes: 0, cleans: 0, enables: 0, disables: 0, pauses: 0, unpauses: 0 };
+  readonly counters = { writes: 0, cleans: 0, finalCleans: 0, peeks: 0, enables: 0, disables: 0, pauses: 0, unpauses: 0 };
 
   constructor(opts: FakeGuestOptions) {
     this.pageCount = opts.pageCount;
@@ -116,14 +116,22 @@ export class FakeGuest implements MigratableGuest {
     this.counters.disables++;
   }
 
-  clean(bitmap: Uint32Array): { dirtyCount: number } {
+  clean(bitmap: Uint32Array, final = false): { dirtyCount: number } {
     if (!this.logDirty) throw new LogDirtyRefusedError('clean', 'EINVAL', 'log-dirty mode is off');
     bitmap.set(this.dirty);
     this.dirty.fill(0);
     const dirtyCount = this.dirtyCount;
     this.dirtyCount = 0;
     this.counters.cleans++;
+    if (final) this.counters.finalCleans++;
     return { dirtyCount };
+  }
+
+  peek(bitmap: Uint32Array): { dirtyCount: number } {
+    if (!this.logDirty) throw new LogDirtyRefusedError('clean', 'EINVAL', 'log-dirty mode is off');
+    bitmap.set(this.dirty);
+    this.counters.peeks++;
+    return { dirtyCount: this.dirtyCount };
   }
 
   pause(): void {
