@@ -5,6 +5,7 @@
  * way; anything else is a bug and says so (stack only with MEMVISOR_DEBUG=1).
  */
 import { abandonReportClaims } from './report-file.ts';
+import { formatHostPort } from '../adapters/migration/host-port.ts';
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -39,7 +40,7 @@ export function isUserFacing(err: Error): boolean {
  * other error is returned unchanged.
  */
 export function listenError(flag: string, host: string, port: number, e: unknown): unknown {
-  const where = `${host}:${port}`;
+  const where = formatHostPort(host, port);
   switch ((e as NodeJS.ErrnoException).code) {
     case 'EADDRINUSE': return new UsageError(`${flag}: ${where} is already in use (try port 0)`);
     case 'EADDRNOTAVAIL': return new UsageError(`${flag}: ${host} is not an address of this machine`);

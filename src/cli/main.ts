@@ -27,10 +27,14 @@ function commanderErrorLine(str: string): string {
   return `${parts.join(' ')} (run with --help for usage)`;
 }
 
-const modeHelp = 'dirty-tracking mode: ept-wp, ept-pml, npt-wp, arm-wp, kvm-bitmap, kvm-ring, shadow';
+const modeHelp = "dirty-tracking mode: ept-wp, ept-pml, npt-wp, arm-wp, kvm-bitmap, kvm-ring, shadow, or a --plugin's";
+
+/** --plugin is repeatable: each occurrence adds a file. */
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 /** Options shared by trace and compare, and (kind 'migrate') those of them migrate takes: it has no rounds of its own to count. */
 function traceLikeOptions(c: Command, kind: 'trace' | 'migrate' = 'trace'): Command {
+  c.option('--plugin <file>', 'load a module that registers dirty-tracking modes or stop policies (repeatable)', collect, []);
   if (kind === 'trace') {
     c.option('--clean-every <n>', 'records per log-dirty round (CLEAN after each)', undefined)
       .option('--addressing <how>', 'identity (trace address = gpa) or paged (guest OS page tables: the guest shadow mode shadows); default identity')
@@ -206,5 +210,11 @@ program
   .action(async (opts) => (await import('./commands/walk.ts')).walkCommand(opts));
 
 program.addOption(new Option('--debug').hideHelp());
+
+// Plugins register their modes and policies before the command reads --mode, --modes or --policy.
+program.hook('preAction', async (_program, command) => {
+  const files = (command.opts() as { plugin?: string[] }).plugin;
+  if (files !== undefined && files.length > 0) await (await import('./plugins.ts')).loadPlugins(files);
+});
 
 program.parseAsync(process.argv).catch(reportAndExit);

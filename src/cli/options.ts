@@ -3,7 +3,7 @@
  * into plain values; a bad one is a UsageError naming the flag and the text.
  */
 import { readFileSync } from 'node:fs';
-import { MODE_NAMES } from '../core/modes/dirty-mode.ts';
+import { modeNames } from '../core/modes/registry.ts';
 import { SYNTHETIC_WORKLOADS } from '../core/workload/synthetic.ts';
 import { UsageError } from './errors.ts';
 import { formatSize } from './output.ts';
@@ -92,8 +92,9 @@ export function memFlag(text: string | undefined, dflt: number, limits: MemLimit
   return bytes;
 }
 
+/** --mode: a built-in mode or one a --plugin registered. */
 export function modeFlag(text: string | undefined, dflt: string): string {
-  return choiceFlag('--mode', text, MODE_NAMES, dflt as (typeof MODE_NAMES)[number]);
+  return choiceFlag('--mode', text, modeNames(), dflt);
 }
 
 export function workloadFlag(text: string): string {

@@ -34,6 +34,7 @@ import type { StreamHeader } from '../../core/migration/stream/format.ts';
 import { IoWatchdog } from './io-watchdog.ts';
 import { DEFAULT_IO_TIMEOUT_MS, keepAliveDelayMs } from './tcp-transport.ts';
 import { wallClock } from './wall-clock.ts';
+import { formatHostPort } from './host-port.ts';
 
 /**
  * The slowest stream a receiver waits for, averaged over each io-timeout
@@ -79,6 +80,8 @@ export interface ReceiverIo {
   readonly clock?: Clock;
   /** Called after every attempt, failed or not. */
   readonly onAttempt?: (a: AttemptRecord) => void;
+  /** Called as preallocation progresses (after each 64 MiB), before listening. */
+  readonly onPrealloc?: (pagesDone: number, pageCount: number) => void;
 }
 
 export interface AttemptRecord {
@@ -204,7 +207,7 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
   let prealloc: PagedMemory | undefined;
   if (opts.preallocPages) {
     prealloc = new PagedMemory(opts.preallocPages);
-    prealloc.prefault();
+    prealloc.prefault(io.onPrealloc);
   }
   let preallocDirty = false;
   const createStore =
@@ -398,7 +401,7 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
     server.listen(opts.port, opts.host, () => {
       const a = server.address() as net.AddressInfo;
       boundPort = a.port;
-      log.info(`listening on ${opts.host}:${a.port}${opts.tls ? ' (TLS)' : ''}`);
+      log.info(`listening on ${formatHostPort(opts.host, a.port)}${opts.tls ? ' (TLS)' : ''}`);
       io.onListening?.({ host: opts.host, port: a.port });
     });
   });

@@ -22,6 +22,7 @@ import { ControlProtocolError, ControlReader, CONTROL_VERSION, encodeControl, ty
 import { HandshakeRefusedError, IoTimeoutError, LinkLostError, ReceiverRejectedError } from '../../core/migration/errors.ts';
 import type { StreamTransport, Verdict } from '../../core/migration/transport.ts';
 import { IoWatchdog } from './io-watchdog.ts';
+import { formatHostPort } from './host-port.ts';
 
 export interface TlsClientOptions {
   /** PEM of the CA (or the self-signed certificate) to trust. */
@@ -75,7 +76,7 @@ export async function connectTransport(opts: ConnectOptions): Promise<TcpTranspo
     : net.connect({ host: opts.host, port: opts.port });
   socket.setNoDelay(true);
   socket.setKeepAlive(true, keepAliveDelayMs(ioTimeoutMs));
-  const where = `${opts.host}:${opts.port}`;
+  const where = formatHostPort(opts.host, opts.port);
 
   return new Promise<TcpTransport>((resolve, reject) => {
     const reader = new ControlReader();
@@ -113,8 +114,9 @@ export async function connectTransport(opts: ConnectOptions): Promise<TcpTranspo
       if (e.code === 'ECONNREFUSED') return fail(new HandshakeRefusedError(`no receiver listening at ${where}`));
       if (/self.signed|unable to verify|certificate/i.test(m) || e.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' || e.code === 'SELF_SIGNED_CERT_IN_CHAIN')
         return fail(new HandshakeRefusedError(`the receiver's TLS certificate is not trusted (${m}): pass --tls-ca <cert.pem>, or --insecure for a self-signed test setup`));
+      // OpenSSL's record-layer complaint (a multi-line dump) when the peer answers in plain TCP.
       if (opts.tls && /wrong version number|packet length too long|EPROTO/i.test(m + (e.code ?? '')))
-        return fail(new HandshakeRefusedError(`TLS handshake with ${where} failed (${m}): the receiver does not seem to use TLS`));
+        return fail(new HandshakeRefusedError(`the receiver at ${where} does not use TLS (connect without --tls)`));
       fail(new HandshakeRefusedError(`connection to ${where} failed: ${m}`));
     };
     const onClose = (): void =>

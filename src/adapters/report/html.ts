@@ -22,12 +22,23 @@ function axisLabel(v: number): string {
   return short(v);
 }
 
-/** A "nice" axis maximum ≥ v (1, 2, 5 × 10^k). */
+/**
+ * A "nice" axis maximum ≥ v, close above it: m × 10^k with m in 1, 1.2, 1.5,
+ * 2, 2.5, 3, 4, 5, 6, 8 (a quarter of each is a short tick label). 1-2-5 steps
+ * left up to 2.5× of the plot empty (262k pages drawn on a 500k axis).
+ */
 export function niceMax(v: number): number {
   if (v <= 0) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
+  for (const m of NICE_STEPS) if (m * p >= v * (1 - 1e-12)) return Number((m * p).toPrecision(12));
   return 10 * p;
+}
+
+const NICE_STEPS = [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10];
+
+/** A bar's value in its tooltip: counts as integers (860 pages), other values with two decimals. */
+function barValue(v: number): string {
+  return Number.isInteger(v) ? fmt(v, 0) : fmt(v, 2);
 }
 
 export interface Series {
@@ -63,7 +74,7 @@ export function barChart(title: string, unit: string, labels: readonly string[],
       const v = s.values[g] ?? 0;
       const x = gx + k * barW;
       parts.push(
-        `<rect x="${x.toFixed(1)}" y="${y(v).toFixed(1)}" width="${(barW - 1).toFixed(1)}" height="${(T + plotH - y(v)).toFixed(1)}" fill="${s.color}"><title>${esc(`${s.name}, ${xLabel.split(' ')[0]} ${lab}: ${fmt(v, 2)} ${unit}`)}</title></rect>`,
+        `<rect x="${x.toFixed(1)}" y="${y(v).toFixed(1)}" width="${(barW - 1).toFixed(1)}" height="${(T + plotH - y(v)).toFixed(1)}" fill="${s.color}"><title>${esc(`${s.name}, ${xLabel.split(' ')[0]} ${lab}: ${barValue(v)} ${unit}`)}</title></rect>`,
       );
     });
     if (g % every !== 0) return;

@@ -10,8 +10,7 @@
  * Shadow's baseline is an untracked HAP run on its software p2m's format, so
  * its tracking cycles include the cost of shadow paging itself.
  */
-import { MODE_NAMES } from '../../core/modes/dirty-mode.ts';
-import { modeEntry } from '../../core/modes/registry.ts';
+import { modeEntry, modeNames, registeredModes } from '../../core/modes/registry.ts';
 import { createGuest } from '../../core/runner/guest.ts';
 import { replay } from '../../core/runner/replay.ts';
 import { STAT_CYCLES } from '../../core/mmu/mmu-stats.ts';
@@ -64,11 +63,14 @@ export async function compareCommand(file: string, f: CompareFlags): Promise<voi
 
 /** The rows `--modes` names (default: every row), each checked against the modes and variants. */
 export function compareRows(f: CompareFlags): string[] {
-  const rows = f.modes === undefined ? DEFAULT_ROWS : f.modes.split(',').map((s) => s.trim()).filter(Boolean);
+  // Default: every built-in row, then each mode a --plugin registered.
+  const rows = f.modes === undefined ? [...DEFAULT_ROWS, ...registeredModes().map((m) => m.name)] : f.modes.split(',').map((s) => s.trim()).filter(Boolean);
+  if (rows.length === 0) throw new UsageError(`--modes: no mode given in '${f.modes}' (a comma-separated list, e.g. ept-wp,ept-pml; omit --modes for all)`);
+  const names = modeNames();
   for (const r of rows) {
     const base = r.split(':')[0]!;
-    if (!(MODE_NAMES as readonly string[]).includes(base) || (r.includes(':') && VARIANTS[r] === undefined)) {
-      throw new UsageError(`--modes: unknown mode '${r}' (expected ${MODE_NAMES.join(', ')}, or a variant: ${Object.keys(VARIANTS).join(', ')})`);
+    if (!names.includes(base) || (r.includes(':') && VARIANTS[r] === undefined)) {
+      throw new UsageError(`--modes: unknown mode '${r}' (expected ${names.join(', ')}, or a variant: ${Object.keys(VARIANTS).join(', ')})`);
     }
   }
   return rows;

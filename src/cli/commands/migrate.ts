@@ -7,7 +7,7 @@
  * move its memory; the destination verifies the final digest.
  */
 import { totalmem } from 'node:os';
-import { createPolicy, POLICY_NAMES } from '../../core/migration/policy/registry.ts';
+import { createPolicy, policyNames } from '../../core/migration/policy/registry.ts';
 import { linkModel } from '../../core/migration/link-model.ts';
 import type { MigrationResult, RoundStats } from '../../core/migration/sender.ts';
 import { Xoshiro128 } from '../../core/rng.ts';
@@ -27,6 +27,7 @@ import { QEMU_DEFAULT_MAX_BANDWIDTH } from '../../core/migration/qemu-thread.ts'
 import { formatSize, Progress, renderKeyValue, renderTable } from '../output.ts';
 import { parseHostPort } from '../parse-size.ts';
 import { modeOptionsFrom, type TraceFlags } from './trace.ts';
+import { formatHostPort } from '../../adapters/migration/host-port.ts';
 
 export interface MigrateFlags extends TraceFlags {
   trace?: string;
@@ -51,11 +52,18 @@ export interface MigrateFlags extends TraceFlags {
 }
 
 /** Records in the first batch of a trace (0: empty, or only comments); read errors and bad lines throw as usual. */
-async function firstBatchRecords(trace: string): Promise<number> {
+/**
+ * Reads the whole trace once (streamed) and returns its record count: a line
+ * that does not parse is the user's input error, reported with its file and
+ * line before any receiver or migration starts (not as a failed migration).
+ */
+async function checkTrace(trace: string): Promise<number> {
   const reader = new LackeyReader(trace);
   try {
-    const batch = new AccessBatch(1024);
-    return (await reader.fill(batch)) ? batch.length : 0;
+    const batch = new AccessBatch(8192);
+    let records = 0;
+    while (await reader.fill(batch)) records += batch.length;
+    return records;
   } finally {
     reader.close();
   }
@@ -74,7 +82,7 @@ export function parseMigrateFlags(f: MigrateFlags) {
   });
   const vcpus = intFlag('--vcpus', f.vcpus, 1, 1, 256);
   const mode = modeFlag(f.mode, 'ept-pml');
-  const policyName = choiceFlag('--policy', f.policy, POLICY_NAMES, 'xen');
+  const policyName = choiceFlag('--policy', f.policy, policyNames(), 'xen');
   // --bandwidth is the saver's rate cap (QEMU max-bandwidth, default 128 MiB/s; the Xen savers have none
   // unless given, and then every pass is capped); --link is the pipe itself (default 10 GbE).
   const capMiBps = f.bandwidth === undefined ? (policyName === 'qemu' ? QEMU_DEFAULT_MAX_BANDWIDTH / 1048576 : null) : numberFlag('--bandwidth', f.bandwidth, 0, 0.001);
@@ -101,7 +109,7 @@ export function parseMigrateFlags(f: MigrateFlags) {
 export async function migrateCommand(f: MigrateFlags): Promise<void> {
   const p = parseMigrateFlags(f);
   // The trace is read while the guest migrates; an empty or unreadable one is refused before any of that starts.
-  if (p.traced && f.trace !== '-') requireRecords(f.trace, await firstBatchRecords(f.trace!));
+  if (p.traced && f.trace !== '-') requireRecords(f.trace, await checkTrace(f.trace!));
   claimReportFile(f.report);
   const progress = new Progress(!f.json);
   const { out, result } = await migrateResult(f, p, progress);
@@ -162,7 +170,7 @@ export async function migrateResult(f: MigrateFlags, p: ReturnType<typeof parseM
   }
   const wssNote = wssBytes < memBytes ? ` within the first ${formatSize(wssBytes)}` : '';
   const rateNote = `${capMiBps === null ? 'no rate cap' : `capped at ${capMiBps} MiB/s`}${clock === 'virtual' ? `, ${linkMiBps} MiB/s link` : ''}`;
-  progress.line(`migrating the ${formatSize(memBytes)} guest (${workloadName} at ${dirtyRate} ${traced ? 'records' : 'pages'}/s${wssNote}, ${mode}, policy ${policyName}, ${rateNote}, ${clock} clock) to ${host}:${port}`, true);
+  progress.line(`migrating the ${formatSize(memBytes)} guest (${workloadName} at ${dirtyRate} ${traced ? 'records' : 'pages'}/s${wssNote}, ${mode}, policy ${policyName}, ${rateNote}, ${clock} clock) to ${formatHostPort(host, port)}`, true);
 
   let lastRound: RoundStats | null = null;
   let barRound = -1;

@@ -44,11 +44,14 @@ export async function receiveCommand(f: ReceiveFlags): Promise<void> {
         ...(maxMemBytes !== undefined ? { maxPageCount: maxMemBytes / 4096 } : {}),
       },
       {
-        // The logger already prints 'listening on host:port' to stderr.
-        logger: {
-          info: (m) => process.stderr.write(`receiver: ${m}\n`),
-          warn: (m) => process.stderr.write(`receiver: ${m}\n`),
-        },
+        // The logger prints 'listening on host:port' and each attempt to stderr; with --json the
+        // JSON events on stdout say it all (a failed attempt is in the result's attempts).
+        ...(f.json ? {} : {
+          logger: {
+            info: (m: string) => process.stderr.write(`receiver: ${m}\n`),
+            warn: (m: string) => process.stderr.write(`receiver: ${m}\n`),
+          },
+        }),
         onListening: (a) => {
           if (f.json) process.stdout.write(`${JSON.stringify({ event: 'listening', host: a.host, port: a.port })}\n`);
         },

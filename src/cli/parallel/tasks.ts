@@ -19,6 +19,9 @@ export type SweepCommand = 'migrate' | 'trace' | 'compare' | 'access';
 export type TaskResult = TraceRun | number | Record<string, unknown>;
 
 export async function runTask(task: Task): Promise<TaskResult> {
+  // A worker thread has its own registries: the --plugin files the command loaded are loaded here too.
+  const plugins = (task.flags as { plugin?: unknown }).plugin;
+  if (Array.isArray(plugins) && plugins.length > 0) await (await import('../plugins.ts')).loadPlugins(plugins as string[]);
   switch (task.t) {
     case 'compare-row': {
       const { compareRow } = await import('../commands/compare.ts');
