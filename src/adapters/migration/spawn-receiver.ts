@@ -57,13 +57,16 @@ const PARENT_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'
  */
 function endWithParent(child: ChildProcess): () => void {
   const onExit = (): void => void child.kill('SIGKILL');
+  // Runs first (prepended), so the count of other listeners is taken before any of them removes itself
+  // (the dashboard's SIGTERM handler does): with another listener the process is theirs to end.
   const onSignal = (sig: NodeJS.Signals): void => {
     child.kill('SIGKILL');
+    const others = process.listenerCount(sig) - 1;
     process.removeListener(sig, onSignal);
-    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    if (others === 0) process.kill(process.pid, sig);
   };
   process.on('exit', onExit);
-  for (const sig of PARENT_SIGNALS) process.on(sig, onSignal);
+  for (const sig of PARENT_SIGNALS) process.prependListener(sig, onSignal);
   return () => {
     process.removeListener('exit', onExit);
     for (const sig of PARENT_SIGNALS) process.removeListener(sig, onSignal);
