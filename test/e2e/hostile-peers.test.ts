@@ -16,9 +16,9 @@ import { after, before, describe, it } from 'node:test';
 import { ControlReader, encodeControl, type ControlMessage } from '../../src/core/migration/control.ts';
 import { encodeHeader, encodePreamble } from '../../src/core/migration/stream/encoder.ts';
 import { Proc } from './proc.ts';
+import { CLI } from './cli-entry.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/memvisor.js');
 const IO_TIMEOUT_S = 2;
 const SLACK_S = 5;
 
@@ -48,7 +48,7 @@ describe('receive against hostile peers', { timeout: 120_000 }, () => {
   let rx: Proc;
   let port = 0;
   before(async () => {
-    rx = new Proc(spawn(process.execPath, [BIN, 'receive', '--listen', '127.0.0.1:0', '--json', '--io-timeout', String(IO_TIMEOUT_S), '--max-mem', '16M'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    rx = new Proc(spawn(process.execPath, [...CLI, 'receive', '--listen', '127.0.0.1:0', '--json', '--io-timeout', String(IO_TIMEOUT_S), '--max-mem', '16M'], { stdio: ['ignore', 'pipe', 'pipe'] }));
     port = Number((await rx.waitFor(/"event":"listening"[^\n]*"port":(\d+)/, 30_000, 'stdout'))[1]);
   });
   after(() => rx.kill());
@@ -99,7 +99,7 @@ describe('receive against hostile peers', { timeout: 120_000 }, () => {
     it(`a HEADER claiming a guest larger ${claim.what} is refused before anything is allocated`, async () => {
       // The host's limit is the default: a receiver of its own, without --max-mem.
       const r = claim.own
-        ? new Proc(spawn(process.execPath, [BIN, 'receive', '--listen', '127.0.0.1:0', '--json', '--io-timeout', String(IO_TIMEOUT_S)], { stdio: ['ignore', 'pipe', 'pipe'] }))
+        ? new Proc(spawn(process.execPath, [...CLI, 'receive', '--listen', '127.0.0.1:0', '--json', '--io-timeout', String(IO_TIMEOUT_S)], { stdio: ['ignore', 'pipe', 'pipe'] }))
         : rx;
       const p = claim.own ? Number((await r.waitFor(/"event":"listening"[^\n]*"port":(\d+)/, 30_000, 'stdout'))[1]) : port;
       try {
@@ -127,7 +127,7 @@ describe('receive against hostile peers', { timeout: 120_000 }, () => {
   }
 
   it('after all that, the same receiver takes a real migration that verifies', async () => {
-    const tx = new Proc(spawn(process.execPath, [BIN, 'migrate', '--to', `127.0.0.1:${port}`, '--mem', '8M', '--io-timeout', '5', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const tx = new Proc(spawn(process.execPath, [...CLI, 'migrate', '--to', `127.0.0.1:${port}`, '--mem', '8M', '--io-timeout', '5', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] }));
     const e = await tx.exit(60_000);
     assert.equal(e.code, 0, tx.stderr);
     assert.equal((JSON.parse(tx.stdout) as { verified: boolean }).verified, true);

@@ -20,9 +20,9 @@ import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { Netns, netnsUnavailable } from './netns.ts';
 import { Proc } from './proc.ts';
+import { CLI } from './cli-entry.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/memvisor.js');
 const SENDER_TIMEOUT_S = 3;
 const RECEIVER_TIMEOUT_S = 2;
 /** Process exit, a tick of the watchdog, a busy shared machine. */
@@ -31,7 +31,7 @@ const SLACK_S = 6;
 const skip = netnsUnavailable(['nft']);
 
 function memvisor(ns: Netns, args: readonly string[]): Proc {
-  return new Proc(ns.spawn(process.execPath, [BIN, ...args]));
+  return new Proc(ns.spawn(process.execPath, [...CLI, ...args]));
 }
 
 async function startReceiver(ns: Netns): Promise<{ rx: Proc; port: number }> {

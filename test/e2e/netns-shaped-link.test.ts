@@ -14,9 +14,9 @@ import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { Netns, netnsUnavailable } from './netns.ts';
 import { Proc } from './proc.ts';
+import { CLI } from './cli-entry.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/memvisor.js');
 const RATE_BIT_S = 80e6;
 const PAYLOAD_PER_FRAME = 1448 / 1514;
 const M = 8192; // 32 MiB guest
@@ -31,11 +31,11 @@ describe('a tbf-shaped link under --clock real', { skip, timeout: 120_000 }, () 
     try {
       ns.run('ip', 'link', 'set', 'lo', 'mtu', '1500');
       ns.run('tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'tbf', 'rate', `${RATE_BIT_S / 1e6}mbit`, 'burst', '64kb', 'latency', '50ms');
-      const rx = new Proc(ns.spawn(process.execPath, [BIN, 'receive', '--listen', '127.0.0.1:0', '--json', '--io-timeout', '10']));
+      const rx = new Proc(ns.spawn(process.execPath, [...CLI, 'receive', '--listen', '127.0.0.1:0', '--json', '--io-timeout', '10']));
       procs.push(rx);
       const port = Number((await rx.waitFor(/"event":"listening"[^\n]*"port":(\d+)/, 30_000, 'stdout'))[1]);
       const tx = new Proc(
-        ns.spawn(process.execPath, [BIN, 'migrate', '--to', `127.0.0.1:${port}`, '--clock', 'real', '--mem', '32M',
+        ns.spawn(process.execPath, [...CLI, 'migrate', '--to', `127.0.0.1:${port}`, '--clock', 'real', '--mem', '32M',
           '--workload', 'uniform', '--dirty-rate', String(D), '--io-timeout', '10', '--json']),
       );
       procs.push(tx);

@@ -13,13 +13,13 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { Proc } from './proc.ts';
+import { CLI } from './cli-entry.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/memvisor.js');
 const STALL_MS = 10_000;
 
 function memvisor(args: readonly string[]): Proc {
-  return new Proc(spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  return new Proc(spawn(process.execPath, [...CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
 function rssMiB(pid: number): number {

@@ -12,12 +12,12 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
+import { CLI } from './cli-entry.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/memvisor.js');
 
 function cli(args: string[], cwd: string): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', timeout: 120_000, env: { ...process.env, MEMVISOR_DEBUG: '' } });
+  const r = spawnSync(process.execPath, [...CLI, ...args], { cwd, encoding: 'utf8', timeout: 120_000, env: { ...process.env, MEMVISOR_DEBUG: '' } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
