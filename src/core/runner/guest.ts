@@ -61,7 +61,13 @@ export function createGuest(s: GuestSetup): Guest {
         tracked.vcpu = v;
         const ok = guestOs.handlePageFault(gva);
         tracked.vcpu = null;
-        return ok ? 'retry' : 'crash';
+        if (ok) return 'retry';
+        // The guest kernel has no free frame for the page (and its tables): it dies, and says why,
+        // rather than leaving the exit path to report an unhandled exit.
+        if (!domain.crashed) {
+          domain.crash(`vCPU ${v.id}: guest OS out of frames mapping gva 0x${gva.toString(16)} (${guestOs.mappedPages} pages mapped, ${guestOs.tableFrames} table frames, 0 free)`);
+        }
+        return 'crash';
       },
     };
     for (const v of domain.vcpus) {

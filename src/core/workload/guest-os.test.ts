@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { PTE_A, PTE_D, PTE_HI_NX, PTE_P, PTE_PS, PTE_RW, PTE_US } from '../formats/x86-pte.ts';
 import type { GuestPhysAccess } from '../memory/guest-phys.ts';
 import { Xoshiro128 } from '../rng.ts';
-import { GUEST_OS_PTE_FLAGS, GuestAddressError, GuestOs, OutOfFramesError } from './guest-os.ts';
+import { GUEST_OS_PTE_FLAGS, GuestAddressError, GuestOs, guestOsMappablePages, OutOfFramesError } from './guest-os.ts';
 
 const PAGE = 4096;
 const GARBAGE = 0xdeadbeef;
@@ -212,5 +212,19 @@ describe('GuestOs', () => {
     assert.equal(os.mappedPages, model.size);
     assert.equal(new Set(model.values()).size, model.size);
     assert.equal(os.framesFree, (1 << 14) - os.mappedPages - os.tableFrames);
+  });
+
+  it('guestOsMappablePages: exactly the pages the OS maps at gvas 0, 1, 2, … before it runs out of frames', () => {
+    // Oracle: the OS itself, faulting in consecutive pages until it refuses. Frame counts around
+    // the 2 MiB (one PT per 512 pages) boundaries, where the answer steps, and the soak's sizes.
+    const sizes = [1, 2, 3, 4, 5, 6, 7, 64, 256, 512, 513, 514, 515, 516, 517, 518, 1024, 1026, 1027, 1028, 1029, 1030, 1031, 1536];
+    for (const frames of sizes) {
+      const os = new GuestOs(new FakeGuestPhys(frames));
+      let mapped = 0;
+      while (os.handlePageFault(mapped * PAGE)) mapped++;
+      assert.equal(os.outOfFrames, 1);
+      assert.equal(guestOsMappablePages(frames), mapped, `${frames} frames`);
+    }
+    assert.equal(guestOsMappablePages(0), 0);
   });
 });

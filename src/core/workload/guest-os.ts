@@ -212,6 +212,27 @@ export class GuestOs {
   }
 }
 
+/**
+ * The most 4 KiB pages this OS can map at gvas [0, n × 4 KiB) — the span a
+ * workload may range over under paged addressing — when it owns `frames`
+ * guest frames: each page takes a data frame, and the tables take a PML4
+ * plus one PDPT per 512 GiB, one PD per 1 GiB and one PT per 2 MiB of the
+ * span. A workload over all `frames` pages would run the OS out of frames
+ * (handlePageFault refuses) once it has touched all but the tables' worth.
+ */
+export function guestOsMappablePages(frames: number): number {
+  const need = (n: number): number => n + 1 + Math.ceil(n / 512 ** 3) + Math.ceil(n / 512 ** 2) + Math.ceil(n / 512);
+  // need(n) grows with n: the largest n with need(n) <= frames, by bisection.
+  let lo = 0;
+  let hi = Math.max(0, frames);
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (need(mid) <= frames) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
 function checkGva(gva: number): void {
   if (!(gva >= 0 && gva < GVA_LIMIT) || !Number.isInteger(gva)) throw new GuestAddressError(gva);
 }
