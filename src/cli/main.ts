@@ -106,6 +106,7 @@ traceLikeOptions(
     .option('--fill <how>', 'random (a guest that has been running; default) or zero (freshly booted); with --wss only the working set holds data')
     .option('--wss <size>', 'working set: the workload writes within the first SIZE of guest memory (default all of it)')
     .option('--skip-unchanged', 'skip dirty pages whose content hash is unchanged since their last send (on by default only for adaptive)')
+    .option('--auto-converge', "qemu policy: QEMU's auto-converge — throttle the vCPUs (20%, +10% per step, at most 99%) when a period dirties more than half of what it sent, twice")
     .option('--to <host:port>', 'a receiver already listening (memvisor receive)')
     .option('--tls', 'connect with TLS')
     .option('--tls-ca <file>', 'CA certificate that signed the receiver\'s certificate')
