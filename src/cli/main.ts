@@ -115,6 +115,20 @@ traceLikeOptions(
   'migrate',
 ).action(async (opts) => (await import('./commands/migrate.ts')).migrateCommand(opts));
 
+traceLikeOptions(
+  program
+    .command('dirty-rate')
+    .description("estimate a running guest's dirty rate as QEMU's calc-dirty-rate does: sample (hash random pages), ring (count KVM dirty-ring entries), bitmap (count a log-dirty CLEAN)")
+    .option('--trace <file>', 'drive the guest with a lackey trace')
+    .option('--seconds <s>', 'virtual seconds the guest runs while measured')
+    .option('--method <m>', 'sample (default), ring (needs --mode kvm-ring) or bitmap')
+    .option('--mode <mode>', `${modeHelp} (default ept-pml; kvm-ring for --method ring)`)
+    .option('--dirty-rate <pages/s>', 'pages the workload writes per virtual second (default 20000)')
+    .option('--wss <size>', 'working set: the workload writes within the first SIZE')
+    .option('--fill <how>', 'random (default) or zero'),
+  'migrate',
+).action(async (opts) => (await import('./commands/dirty-rate.ts')).dirtyRateCommand(opts));
+
 program
   .command('receive')
   .description('receive a migration: listen, apply page batches, verify the final digest')
