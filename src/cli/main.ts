@@ -129,6 +129,28 @@ traceLikeOptions(
   'migrate',
 ).action(async (opts) => (await import('./commands/dirty-rate.ts')).dirtyRateCommand(opts));
 
+traceLikeOptions(
+  program
+    .command('predict')
+    .description("predict a migration without running it: measure the dirty rate for a short window, then run the saver's loop on the pre-copy law")
+    .option('--trace <file>', 'drive the guest with a lackey trace')
+    .option('--mode <mode>', `${modeHelp} (default ept-pml)`)
+    .option('--policy <name>', 'stop policy: xen, xen-legacy, qemu, clark, adaptive (default xen)')
+    .option('--bandwidth <MiB/s>', "the saver's rate cap (as migrate)")
+    .option('--link <MiB/s>', 'modelled link capacity (default 1250)')
+    .option('--latency <ms>', 'one-way link latency (default 0.1)')
+    .option('--dirty-rate <pages/s>', 'pages the workload writes per virtual second (default 20000)')
+    .option('--downtime-limit <ms>', 'qemu: downtime limit (default 300)')
+    .option('--clock <clock>', 'accepted for migrate compatibility; the prediction is of the virtual-clock run')
+    .option('--fill <how>', 'random (default) or zero')
+    .option('--wss <size>', 'working set (as migrate)')
+    .option('--skip-unchanged', 'accepted as migrate takes it (not modelled)')
+    .option('--auto-converge', 'refused: not modelled')
+    .option('--measure-seconds <s>', 'virtual seconds the dirty rate is measured for (default 1)')
+    .option('--method <m>', 'dirty-rate method: bitmap (default), sample or ring'),
+  'migrate',
+).action(async (opts) => (await import('./commands/predict.ts')).predictCommand(opts));
+
 program
   .command('receive')
   .description('receive a migration: listen, apply page batches, verify the final digest')
