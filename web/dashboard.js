@@ -377,6 +377,7 @@ async function doWalk(body) {
   const j = await post('/api/walk', { vcpu: Number($('walkVcpu').value), access: $('walkAccess').value, cold: $('walkCold').checked, ...body });
   if (j === null) return;
   walkUi.walk = j;
+  walkUi.first = j;
   walkUi.step = 0;
   $('walkAddr').value = j.address;
   drawWalk();
@@ -388,6 +389,8 @@ function initWalk() {
   $('walkBack').onclick = () => { walkUi.step = Math.max(0, walkUi.step - 1); drawWalk(); };
   $('walkNext').onclick = () => { if (walkUi.walk) { walkUi.step = Math.min(walkUi.walk.references.length, walkUi.step + 1); drawWalk(); } };
   $('walkAll').onclick = () => { if (walkUi.walk) { walkUi.step = walkUi.walk.references.length; drawWalk(); } };
+  // The server sends, with each walk, the same translation once more right after it (caches as it left them).
+  $('walkAgain').onclick = () => { if (walkUi.walk?.next) { walkUi.walk = walkUi.walk.next; walkUi.step = 0; drawWalk(); } };
   // A page of the heatmap: the guest frame under the pointer (the first of its pixel).
   $('heatmap').onclick = (ev) => {
     const f = ui.frame;

@@ -109,8 +109,13 @@ describe('LackeyReader', () => {
     const path = fixture('many.lackey', text);
     const reference = await readAll(new LackeyReader(path));
     assert.equal(reference.length, 3000);
-    for (const [chunkBytes, capacity] of [[1, 1], [7, 3], [13, 4096], [64, 17], [4096, 100]] as const) {
-      assert.deepEqual(await readAll(new LackeyReader(path, { chunkBytes }), capacity), reference, `chunk ${chunkBytes}, batch ${capacity}`);
+    // Both ways of getting the bytes: read here, and on the worker thread (trace-bytes-thread.ts), plain and gzip.
+    const gzPath = fixture('many.lackey.gz', gzipSync(text));
+    for (const thread of [false, true]) {
+      for (const [chunkBytes, capacity] of [[1, 1], [7, 3], [13, 4096], [64, 17], [4096, 100]] as const) {
+        assert.deepEqual(await readAll(new LackeyReader(path, { chunkBytes, thread }), capacity), reference, `chunk ${chunkBytes}, batch ${capacity}, thread ${thread}`);
+      }
+      assert.deepEqual(await readAll(new LackeyReader(gzPath, { chunkBytes: 1000, thread }), 333), reference, `gzip, thread ${thread}`);
     }
     // Streams that yield odd-sized pieces, plain and gzip (stdin-like input).
     for (const bytes of [Buffer.from(text), gzipSync(text)]) {
@@ -165,10 +170,10 @@ describe('LackeyReader', () => {
     }
   });
 
-  it('reports a truncated or corrupt gzip, and a missing file, as TraceReadError', async () => {
+  for (const thread of [false, true]) it(`reports a truncated or corrupt gzip, and a missing file, as TraceReadError (bytes read ${thread ? 'on a worker thread' : 'here'})`, async () => {
     const lines = Array.from({ length: 20_000 }, (_, i) => ` S ${(0x1000 + i * 8).toString(16)},8`).join('\n') + '\n';
     const gz = gzipSync(lines);
-    const truncated = new LackeyReader(fixture('cut.lackey.gz', gz.subarray(0, gz.length >> 1)), { displayName: 'cut.lackey.gz' });
+    const truncated = new LackeyReader(fixture('cut.lackey.gz', gz.subarray(0, gz.length >> 1)), { displayName: 'cut.lackey.gz', thread });
     let got = 0;
     await assert.rejects(
       (async () => {
@@ -182,10 +187,10 @@ describe('LackeyReader', () => {
 
     const corrupt = Buffer.from(gz);
     corrupt.writeUInt32LE((corrupt.readUInt32LE(corrupt.length - 8) ^ 0xffff) >>> 0, corrupt.length - 8); // CRC32 trailer
-    await assert.rejects(readAll(new LackeyReader(fixture('crc.lackey.gz', corrupt))), (e: unknown) => e instanceof TraceReadError && e.reason === 'corrupt-gzip');
+    await assert.rejects(readAll(new LackeyReader(fixture('crc.lackey.gz', corrupt), { thread })), (e: unknown) => e instanceof TraceReadError && e.reason === 'corrupt-gzip');
 
     await assert.rejects(
-      readAll(new LackeyReader(join(dir, 'nope.lackey'))),
+      readAll(new LackeyReader(join(dir, 'nope.lackey'), { thread })),
       (e: unknown) => e instanceof TraceReadError && e.reason === 'open' && e.message.includes('nope.lackey') && e.message.includes('ENOENT'),
     );
   });

@@ -31,9 +31,11 @@
  * across two chunks is copied (into `carry`).
  */
 import { createReadStream } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
 import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { AccessKind, type AccessBatch, type AccessSource } from '../core/workload/access-batch.ts';
+import { TraceBytesThread } from './trace-bytes-thread.ts';
 
 /** A line of the trace that is not a lackey record. */
 export class TraceParseError extends Error {
@@ -76,6 +78,15 @@ export interface LackeyReaderOptions {
   readonly input?: NodeJS.ReadableStream;
   /** Bytes per read from the file (default 256 KiB). */
   readonly chunkBytes?: number;
+  /**
+   * Read and inflate a file on a worker thread (trace-bytes-thread.ts), so
+   * that it overlaps parsing and the engine on this one. Default: when a
+   * core is free (load average below the cores less one) — on a saturated
+   * machine the hand-offs between the two threads wait on the scheduler and
+   * replay measured 1.6–4× slower than reading here (BENCHMARKS.md). Stdin
+   * and `input` streams are always read here.
+   */
+  readonly thread?: boolean;
 }
 
 const NL = 10;
@@ -110,6 +121,8 @@ export class LackeyReader implements AccessSource {
   private readonly path: string;
   private readonly input: NodeJS.ReadableStream | undefined;
   private readonly chunkBytes: number;
+  private readonly useThread: boolean;
+  private bytesThread: TraceBytesThread | null = null;
   private chunks: AsyncIterator<Buffer> | null = null;
   private streams: NodeJS.ReadableStream[] = [];
   /** Current chunk; [pos, limit) holds complete lines, [limit, end) a partial one. */
@@ -134,6 +147,7 @@ export class LackeyReader implements AccessSource {
     this.name = `trace ${this.file}`;
     this.input = opts.input;
     this.chunkBytes = opts.chunkBytes ?? 256 * 1024;
+    this.useThread = opts.thread ?? loadavg()[0]! < availableParallelism() - 1 + 0.5;
   }
 
   /** Lines consumed so far ('==' and blank lines included). */
@@ -237,6 +251,7 @@ export class LackeyReader implements AccessSource {
       if (typeof d === 'function' && s !== process.stdin) d.call(s);
     }
     this.streams = [];
+    this.bytesThread?.close();
     this.cur = null;
     this.eof = true;
   }
@@ -390,11 +405,20 @@ export class LackeyReader implements AccessSource {
   private async nextChunk(): Promise<Buffer | null> {
     if (this.chunks === null) this.chunks = await this.open();
     const r = await this.chunks.next();
+    if (this.bytesThread !== null) this.compressed = this.bytesThread.compressed;
     return r.done === true ? null : r.value;
   }
 
   /** Opens the input, sniffs the gzip magic, and returns its chunks. */
   private async open(): Promise<AsyncIterator<Buffer>> {
+    if (this.useThread && this.input === undefined && this.path !== '-') {
+      try {
+        this.bytesThread = new TraceBytesThread(this.path, this.chunkBytes);
+        return this.bytesThread;
+      } catch {
+        // No worker threads here: read on this thread.
+      }
+    }
     const raw: NodeJS.ReadableStream =
       this.input ?? (this.path === '-' ? process.stdin : createReadStream(this.path, { highWaterMark: this.chunkBytes }));
     this.streams.push(raw);

@@ -5,6 +5,7 @@
  * way; anything else is a bug and says so (stack only with MEMVISOR_DEBUG=1).
  */
 import { abandonReportClaims } from './report-file.ts';
+import { formatHostPort } from '../adapters/migration/host-port.ts';
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -19,11 +20,11 @@ const USER_FACING = new Set([
   'UsageError', 'ArgParseError', 'TraceParseError', 'TraceReadError', 'SizeParseError', 'HostPortParseError',
   'UnknownModeError', 'UnknownWorkloadError', 'UnknownPolicyError', 'DomainStateError', 'ReplayError',
   'GuestCrashedError', 'OutOfFramesError', 'GuestAddressError', 'GuestMemoryError', 'LogDirtyRefusedError',
-  'MigrationFailedError', 'LinkLostError', 'ReceiverRejectedError', 'HandshakeRefusedError', 'StreamDecodeError',
+  'MigrationFailedError', 'LinkLostError', 'IoTimeoutError', 'ReceiverRejectedError', 'HandshakeRefusedError', 'StreamDecodeError',
   'TransportError',
 ]);
 
-function isUserFacing(err: Error): boolean {
+export function isUserFacing(err: Error): boolean {
   let proto: object | null = Object.getPrototypeOf(err);
   while (proto && proto !== Error.prototype) {
     const ctorName = (proto as { constructor?: { name?: string } }).constructor?.name;
@@ -39,7 +40,7 @@ function isUserFacing(err: Error): boolean {
  * other error is returned unchanged.
  */
 export function listenError(flag: string, host: string, port: number, e: unknown): unknown {
-  const where = `${host}:${port}`;
+  const where = formatHostPort(host, port);
   switch ((e as NodeJS.ErrnoException).code) {
     case 'EADDRINUSE': return new UsageError(`${flag}: ${where} is already in use (try port 0)`);
     case 'EADDRNOTAVAIL': return new UsageError(`${flag}: ${host} is not an address of this machine`);

@@ -27,10 +27,14 @@ function commanderErrorLine(str: string): string {
   return `${parts.join(' ')} (run with --help for usage)`;
 }
 
-const modeHelp = 'dirty-tracking mode: ept-wp, ept-pml, npt-wp, arm-wp, kvm-bitmap, kvm-ring, shadow';
+const modeHelp = "dirty-tracking mode: ept-wp, ept-pml, npt-wp, arm-wp, kvm-bitmap, kvm-ring, shadow, or a --plugin's";
+
+/** --plugin is repeatable: each occurrence adds a file. */
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 /** Options shared by trace and compare, and (kind 'migrate') those of them migrate takes: it has no rounds of its own to count. */
 function traceLikeOptions(c: Command, kind: 'trace' | 'migrate' = 'trace'): Command {
+  c.option('--plugin <file>', 'load a module that registers dirty-tracking modes or stop policies (repeatable)', collect, []);
   if (kind === 'trace') {
     c.option('--clean-every <n>', 'records per log-dirty round (CLEAN after each)', undefined)
       .option('--addressing <how>', 'identity (trace address = gpa) or paged (guest OS page tables: the guest shadow mode shadows); default identity')
@@ -87,7 +91,8 @@ traceLikeOptions(
     .command('compare')
     .description('replay the same trace (or workload) under several modes and compare exits, hypervisor cycles and tracking memory')
     .argument('[file]', 'lackey trace (plain or gzip)', '')
-    .option('--modes <list>', 'comma-separated modes (default: all)'),
+    .option('--modes <list>', 'comma-separated modes (default: all)')
+    .option('--jobs <n>', 'worker threads running modes in parallel (default: the number of cores)'),
 ).action(async (file, opts) => (await import('./commands/compare.ts')).compareCommand(file, opts));
 
 traceLikeOptions(
@@ -111,7 +116,8 @@ traceLikeOptions(
     .option('--tls', 'connect with TLS')
     .option('--tls-ca <file>', 'CA certificate that signed the receiver\'s certificate')
     .option('--insecure', 'with --tls: accept a self-signed receiver certificate without checking it')
-    .option('--token <secret>', 'shared token the receiver requires'),
+    .option('--token <secret>', 'shared token the receiver requires')
+    .option('--io-timeout <seconds>', 'end the attempt when the link makes no progress for this long (default 30); the source keeps running'),
   'migrate',
 ).action(async (opts) => (await import('./commands/migrate.ts')).migrateCommand(opts));
 
@@ -151,6 +157,26 @@ traceLikeOptions(
   'migrate',
 ).action(async (opts) => (await import('./commands/predict.ts')).predictCommand(opts));
 
+const sweep = program
+  .command('sweep')
+  .description('run a grid of experiments (GRID.json: command, base flags, varied flags, seeds) on every core; results.csv, results.jsonl, report.html')
+  .argument('<grid>', 'grid file: {"command": "migrate"|"trace"|"compare"|"access", "base": {flag: value}, "vary": {flag: [values]}, "seeds": [..]}')
+  .option('--jobs <n>', 'points run in parallel on worker threads (default: the number of cores)')
+  .option('--shard <k/n>', 'run only the k-th of n deterministic slices of the points (Slurm job arrays: scripts/slurm-sweep.sh)')
+  // Not requiredOption: commander would then ask `sweep merge` for it too (sweepCommand checks it).
+  .option('--out <dir>', 'output directory (required)')
+  .option('--resume', 'skip the points DIR already holds (an interrupted sweep)')
+  .option('--json', 'print one JSON object (what ran, where the files are)')
+  .action(async (grid, opts) => (await import('./commands/sweep.ts')).sweepCommand(grid, opts, program));
+sweep
+  .command('merge')
+  .description('join the output directories of a sweep\'s shards into the files one run would write')
+  .argument('<dirs...>', 'shard output directories')
+  .option('--out <dir>', 'output directory (required)')
+  .option('--json', 'print one JSON object')
+  // commander hands `--out` (and --json) to the parent sweep command, which defines them too.
+  .action(async (dirs, opts) => (await import('./commands/sweep.ts')).sweepMergeCommand(dirs, { ...sweep.opts(), ...opts }));
+
 program
   .command('receive')
   .description('receive a migration: listen, apply page batches, verify the final digest')
@@ -159,6 +185,8 @@ program
   .option('--tls-key <file>', 'TLS private key')
   .option('--token <secret>', 'require this shared token from the sender')
   .option('--once', 'exit after one migration (verified or not)')
+  .option('--io-timeout <seconds>', 'drop a connection that sends nothing for this long, or less than 1 KiB/s over that window (default 30)')
+  .option('--max-mem <size>', 'refuse a migration of a guest larger than this, before allocating anything (default: this host\'s memory)')
   .option('--prealloc <size>', 'allocate and touch this much destination memory before listening (a guest up to that size then migrates with no page faults in the stream)')
   .option('--json', 'print one JSON object per event')
   .action(async (opts) => (await import('./commands/receive.ts')).receiveCommand(opts));
@@ -219,5 +247,11 @@ program
   .action(async (opts) => (await import('./commands/walk.ts')).walkCommand(opts));
 
 program.addOption(new Option('--debug').hideHelp());
+
+// Plugins register their modes and policies before the command reads --mode, --modes or --policy.
+program.hook('preAction', async (_program, command) => {
+  const files = (command.opts() as { plugin?: string[] }).plugin;
+  if (files !== undefined && files.length > 0) await (await import('./plugins.ts')).loadPlugins(files);
+});
 
 program.parseAsync(process.argv).catch(reportAndExit);

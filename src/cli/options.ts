@@ -3,7 +3,7 @@
  * into plain values; a bad one is a UsageError naming the flag and the text.
  */
 import { readFileSync } from 'node:fs';
-import { MODE_NAMES } from '../core/modes/dirty-mode.ts';
+import { modeNames } from '../core/modes/registry.ts';
 import { SYNTHETIC_WORKLOADS } from '../core/workload/synthetic.ts';
 import { UsageError } from './errors.ts';
 import { formatSize } from './output.ts';
@@ -33,6 +33,17 @@ export function numberFlag(flag: string, text: string | undefined, dflt: number,
   const n = Number(text);
   if (!Number.isFinite(n) || n < min) throw new UsageError(`${flag}: expected a number ≥ ${min}, got '${text}'`);
   return n;
+}
+
+/**
+ * `--io-timeout SECONDS` (migrate, receive): how long a migration link may
+ * make no progress before the attempt ends. More than 0, at most a day. In ms.
+ */
+export function ioTimeoutFlag(text: string | undefined, dfltSeconds = 30): number {
+  if (text === undefined) return dfltSeconds * 1000;
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 86_400) throw new UsageError(`--io-timeout: expected seconds, more than 0 and at most 86400, got '${text}'`);
+  return n * 1000;
 }
 
 export function choiceFlag<T extends string>(flag: string, text: string | undefined, choices: readonly T[], dflt: T): T {
@@ -81,8 +92,9 @@ export function memFlag(text: string | undefined, dflt: number, limits: MemLimit
   return bytes;
 }
 
+/** --mode: a built-in mode or one a --plugin registered. */
 export function modeFlag(text: string | undefined, dflt: string): string {
-  return choiceFlag('--mode', text, MODE_NAMES, dflt as (typeof MODE_NAMES)[number]);
+  return choiceFlag('--mode', text, modeNames(), dflt);
 }
 
 export function workloadFlag(text: string): string {

@@ -4,21 +4,40 @@
  * no stack trace, `run` on the shared trace. Bounded in time.
  */
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
+import { CLI, ROOT } from './cli-entry.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/memvisor.js');
 const SHARED_TRACE = resolve(ROOT, '../shared/traces/sort-2m.lackey.gz');
 
 function cli(args: string[], input?: string): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120_000, input, env: { ...process.env, MEMVISOR_DEBUG: '' } });
+  const r = spawnSync(process.execPath, [...CLI, ...args], { encoding: 'utf8', timeout: 120_000, input, env: { ...process.env, MEMVISOR_DEBUG: '' } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Starts the CLI, resolves with its stderr 1 s after it holds a whole line (or at exit, or after `boundMs`), then ends it. */
+function firstStderrLine(args: string[], boundMs: number): Promise<string> {
+  const child = spawn(process.execPath, [...CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      child.kill();
+      resolve(err);
+    };
+    const timer = setTimeout(done, boundMs);
+    child.stderr.on('data', (d: Buffer) => {
+      const had = err.includes('\n');
+      err += d.toString();
+      if (!had && err.includes('\n')) setTimeout(done, 1000);
+    });
+    child.on('close', done);
+  });
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'memvisor-cli-'));
@@ -42,6 +61,10 @@ writeFileSync(
 
 const empty = join(dir, 'empty.lackey');
 writeFileSync(empty, '');
+
+/** 6,000 good records, then a line that does not parse (line 6002, after the first read batches). */
+const badLate = join(dir, 'bad-late.lackey');
+writeFileSync(badLate, ['==1== Lackey', ...Array.from({ length: 6000 }, (_, k) => ` S ${(0x10000000 + (k % 500) * 4096).toString(16)},8`), ' X zzz', ''].join('\n'));
 
 describe('memvisor CLI contract', { timeout: 300_000 }, () => {
   it('trace --json prints the contract object, one CLEAN per window and one after the partial window', () => {
@@ -121,6 +144,8 @@ describe('memvisor CLI contract', { timeout: 300_000 }, () => {
       { args: ['compare', '-', '--modes', 'ept-wp'], re: /^memvisor: compare reads the trace once per mode, so it needs a file/m },
       { args: ['access', '--mode', 'write', '--trace', empty], re: /^memvisor: .*empty\.lackey: no I, L, S or M records/m },
       { args: ['migrate', '--trace', empty, '--mem', '8M'], re: /^memvisor: .*empty\.lackey: no I, L, S or M records/m },
+      // A bad line anywhere in the trace is an input error named by file and line, found before the migration starts.
+      { args: ['migrate', '--trace', badLate, '--mem', '8M'], re: /^memvisor: .*bad-late\.lackey:6002: (?!.*migration failed)/m },
       { args: ['run', '--trace', process.execPath], re: /^memvisor: .*:1: binary data, not a lackey trace/m },
       { args: ['run', '--workload', 'uniform', '--seed', '-1'], re: /^memvisor: --seed: -1 is out of range \(0\.\./m },
       { args: ['bogus'], re: /^memvisor: unknown command 'bogus' \(run with --help for usage\)$/m },
@@ -150,8 +175,9 @@ describe('memvisor CLI contract', { timeout: 300_000 }, () => {
     assert.equal(badCert.code, 1);
     assert.equal(badCert.stderr.trim().split('\n').length, 1, badCert.stderr);
     assert.match(badCert.stderr, /^memvisor: --tls-cert\/--tls-key: not a usable PEM/);
-    const r = spawnSync(process.execPath, [BIN, 'receive', '--listen', '127.0.0.1:0'], { encoding: 'utf8', timeout: 3000 });
-    assert.equal(r.stderr.match(/listening on/g)?.length, 1, r.stderr);
+    // Waits for the line itself (a loaded machine may take seconds to start the process), bounded generously.
+    const stderr = await firstStderrLine(['receive', '--listen', '127.0.0.1:0'], 60_000);
+    assert.match(stderr, /^receiver: listening on 127\.0\.0\.1:\d+\n$/);
   });
 
   it('run --trace on a real trace prints MMU statistics', () => {

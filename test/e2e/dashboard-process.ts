@@ -4,10 +4,9 @@
  * (bounded) for the events a test needs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { CLI, ROOT } from './cli-entry.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/memvisor.js');
 
 export interface DashboardProcess {
   readonly url: string;
@@ -18,7 +17,7 @@ export interface DashboardProcess {
 }
 
 export function startDashboardProcess(args: string[], timeoutMs = 20_000): Promise<DashboardProcess> {
-  const child = spawn(process.execPath, [BIN, 'dashboard', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MEMVISOR_DEBUG: '' } });
+  const child = spawn(process.execPath, [...CLI, 'dashboard', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MEMVISOR_DEBUG: '' } });
   let out = '';
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));

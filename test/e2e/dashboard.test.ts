@@ -8,6 +8,7 @@ import { strict as assert } from 'node:assert';
 import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { decodeHeatmap } from '../../src/adapters/dashboard/heatmap-frame.ts';
+import { MAX_SSE_CLIENTS } from '../../src/adapters/dashboard/server.ts';
 import { postJson, readEvents, startDashboardProcess, type DashboardProcess } from './dashboard-process.ts';
 
 describe('memvisor dashboard (HTTP + SSE)', { timeout: 45_000 }, () => {
@@ -123,5 +124,33 @@ describe('memvisor dashboard (HTTP + SSE)', { timeout: 45_000 }, () => {
     assert.deepEqual(late.filter((e) => e.event === 'migration-round').map((e) => e.data.round), rounds.map((r) => r.round));
     assert.equal(late.find((e) => e.event === 'migration-done')!.data.verified, true);
     assert.equal((await fetch(new URL('favicon.ico', dash.url))).status, 204, 'no 404 in the browser console');
+  });
+
+  it('bounds its event streams: past MAX_SSE_CLIENTS a new one is refused (503), and a freed slot is taken again', async () => {
+    const open = (): Promise<{ status: number; close(): void }> =>
+      new Promise((ok, fail) => {
+        const req = request(new URL('api/events', dash.url), (res) => {
+          res.resume();
+          ok({ status: res.statusCode!, close: () => req.destroy() });
+        });
+        req.on('error', () => {});
+        req.setTimeout(10_000, () => fail(new Error('no answer')));
+        req.end();
+      });
+    const streams = [];
+    try {
+      for (let i = 0; i < MAX_SSE_CLIENTS; i++) streams.push(await open());
+      assert.ok(streams.every((s) => s.status === 200));
+      const over = await open();
+      streams.push(over);
+      assert.equal(over.status, 503);
+      streams[0]!.close();
+      await new Promise((r) => setTimeout(r, 200));
+      const again = await open();
+      streams.push(again);
+      assert.equal(again.status, 200);
+    } finally {
+      for (const s of streams) s.close();
+    }
   });
 });

@@ -12,9 +12,8 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
+import { CLI, ROOT } from './cli-entry.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/memvisor.js');
 const SHARED_TRACE = resolve(ROOT, '../shared/traces/sort-2m.lackey.gz');
 const TRACE = existsSync(SHARED_TRACE) ? SHARED_TRACE : join(ROOT, 'test/fixtures/sort-small.lackey.gz');
 
@@ -36,7 +35,7 @@ interface MigrateJson {
 
 function migrate(args: string[], cwd = ROOT): Promise<MigrateJson> {
   return new Promise((ok, fail) => {
-    const child = spawn(process.execPath, [BIN, 'migrate', '--json', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...CLI, 'migrate', '--json', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d));

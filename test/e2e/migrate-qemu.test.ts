@@ -9,9 +9,8 @@ import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
+import { CLI, ROOT } from './cli-entry.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/memvisor.js');
 
 interface MigrateJson {
   policy: string;
@@ -31,7 +30,7 @@ interface MigrateJson {
 
 function migrate(args: string[], cwd = ROOT): Promise<MigrateJson> {
   return new Promise((ok, fail) => {
-    const child = spawn(process.execPath, [BIN, 'migrate', '--json', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...CLI, 'migrate', '--json', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d));

@@ -9,15 +9,14 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { CLI, ROOT } from './cli-entry.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/memvisor.js');
 
 function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((ok) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d));
@@ -33,14 +32,16 @@ function run(args: string[]): Promise<{ code: number | null; stdout: string; std
 interface Receiver {
   port: number;
   child: ChildProcess;
-  done: Promise<{ code: number | null; lines: Record<string, unknown>[] }>;
+  done: Promise<{ code: number | null; lines: Record<string, unknown>[]; stderr: string }>;
 }
 
 function startReceiver(extra: string[]): Promise<Receiver> {
-  const child = spawn(process.execPath, [BIN, 'receive', '--listen', '127.0.0.1:0', '--json', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI, 'receive', '--listen', '127.0.0.1:0', '--json', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  const done = new Promise<{ code: number | null; lines: Record<string, unknown>[] }>((ok) => {
-    child.on('close', (code) => ok({ code, lines: out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) }));
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d));
+  const done = new Promise<{ code: number | null; lines: Record<string, unknown>[]; stderr: string }>((ok) => {
+    child.on('close', (code) => ok({ code, lines: out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>), stderr: err }));
   });
   return new Promise((ok, fail) => {
     const timer = setTimeout(() => fail(new Error('receiver did not start')), 30_000);
@@ -74,6 +75,39 @@ describe('receive and migrate --to, as two CLI processes', { timeout: 240_000 },
     const result = r.lines.find((l) => l.event === 'result')!;
     assert.equal(result.verified, true);
     assert.equal(result.dest_digest, o.source_digest);
+    // --json: the events on stdout say it all; no human lines on stderr (the refused attempt is in the result).
+    assert.equal(r.stderr, '');
+    assert.ok((result.attempts as { ok: boolean; message: string }[]).some((a) => !a.ok && /token/i.test(a.message)), JSON.stringify(result.attempts));
+  });
+
+  it('a TLS client at a plain receiver is told, in one line, that the receiver does not use TLS', async () => {
+    const rx = await startReceiver(['--once']);
+    try {
+      const r = await run(['migrate', '--to', `127.0.0.1:${rx.port}`, '--tls', '--insecure', ...SMALL]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(r.stderr, `memvisor: migration failed during handshake: the receiver at 127.0.0.1:${rx.port} does not use TLS (connect without --tls); the source guest is running and unchanged\n`);
+    } finally {
+      rx.child.kill();
+    }
+  });
+
+  it('an IPv6 receiver names its address as --to takes it: [::1]:PORT', async (t) => {
+    const child = spawn(process.execPath, [...CLI, 'receive', '--listen', '[::1]:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    const line = await new Promise<string>((ok) => {
+      const timer = setTimeout(() => ok(err), 60_000);
+      child.stderr.on('data', (d: Buffer) => {
+        err += d;
+        if (err.includes('\n')) {
+          clearTimeout(timer);
+          ok(err);
+        }
+      });
+      child.on('close', () => ok(err));
+    });
+    child.kill();
+    if (/not an address of this machine/.test(line)) return t.skip('no IPv6 loopback here');
+    assert.match(line, /^receiver: listening on \[::1\]:\d+$/m);
   });
 
   it('TLS: a client trusting the certificate verifies; a plain client is refused', async () => {

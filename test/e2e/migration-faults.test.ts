@@ -105,7 +105,7 @@ async function attempt(fault: { kind: 'cut' | 'flip'; at: number }): Promise<str
   let failedAttempt!: () => void;
   const failedP = new Promise<void>((r) => (failedAttempt = r));
   const rx = runReceiver(
-    { host: '127.0.0.1', port: 0, idleTimeoutMs: 10_000, createStore: (h) => (store = new CheckingMemory(h.pageCount, tap)) },
+    { host: '127.0.0.1', port: 0, ioTimeoutMs: 10_000, createStore: (h) => (store = new CheckingMemory(h.pageCount, tap)) },
     { onListening: (a) => listening(a.port), onAttempt: (a) => { if (!a.ok) failedAttempt(); } },
   );
   const port = await portP;

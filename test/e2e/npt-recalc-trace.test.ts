@@ -11,9 +11,8 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
+import { CLI, ROOT } from './cli-entry.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/memvisor.js');
 const TRACE = join(ROOT, 'test/fixtures/sort-small.lackey.gz');
 const WINDOW = 30_000;
 
@@ -39,7 +38,7 @@ function touchedPerWindow(file: string): Set<number>[] {
 
 it('npt-wp on a real trace: after each CLEAN, #NPF count ≥ distinct pages touched in the window', () => {
   const touched = touchedPerWindow(TRACE);
-  const r = spawnSync(process.execPath, [BIN, 'trace', TRACE, '--mode', 'npt-wp', '--clean-every', String(WINDOW), '--json'],
+  const r = spawnSync(process.execPath, [...CLI, 'trace', TRACE, '--mode', 'npt-wp', '--clean-every', String(WINDOW), '--json'],
     { encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 0, r.stderr);
   const o = JSON.parse(r.stdout) as { rounds: { records: number; dirty: number; exits: Record<string, number> }[] };

@@ -232,7 +232,7 @@ export class GuestSession {
     }
     const limit = run.guest.os === null ? pageCount * PAGE_SIZE : 2 ** 48;
     if (address >= limit) throw new SessionStateError(`address 0x${address.toString(16)} is outside the guest's ${run.guest.os === null ? 'memory' : '48-bit address space'}`);
-    return { address: `0x${address.toString(16)}`, ...explainWalk(domain.vcpus[req.vcpu]!, address, req.need, req.cold) };
+    return { address: `0x${address.toString(16)}`, ...explainWalk(domain.vcpus[req.vcpu]!, address, req.need, req.cold, true) };
   }
 
   /** The gva a paged guest's OS mapped `gfn` at, found through its tables (software view), or -1. */

@@ -38,6 +38,8 @@ const STATIC: Record<string, { file: string; type: string }> = {
 };
 const KEEPALIVE_MS = 15_000;
 const MAX_BODY_BYTES = 64 * 1024;
+/** Event streams open at once: each costs a socket and a write per round; more is a runaway client, not a user. */
+export const MAX_SSE_CLIENTS = 32;
 
 export interface DashboardOptions {
   readonly host?: string;
@@ -108,6 +110,7 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
         return;
       }
       if (path === '/api/events') {
+        if (clients.size >= MAX_SSE_CLIENTS) return send(res, 503, { error: `${MAX_SSE_CLIENTS} event streams are open already; close one` });
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
         res.write('retry: 1000\n\n');
         res.write(sseFrame('state', session.snapshot()));

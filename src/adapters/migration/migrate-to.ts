@@ -29,6 +29,8 @@ export interface MigrateToOptions {
   readonly resumeSourceAfter?: boolean;
   readonly observer?: SenderObserver;
   readonly verdictTimeoutMs?: number;
+  /** No progress on the link for this long ends the attempt (default 30 s). */
+  readonly ioTimeoutMs?: number;
 }
 
 const allocUnsafe = (n: number): Uint8Array => Buffer.allocUnsafe(n);
@@ -36,7 +38,7 @@ const allocUnsafe = (n: number): Uint8Array => Buffer.allocUnsafe(n);
 export async function migrateTo(guest: MigratableGuest, o: MigrateToOptions): Promise<MigrationResult> {
   let transport;
   try {
-    transport = await connectTransport({ host: o.host, port: o.port, tls: o.tls, token: o.token, verdictTimeoutMs: o.verdictTimeoutMs });
+    transport = await connectTransport({ host: o.host, port: o.port, tls: o.tls, token: o.token, verdictTimeoutMs: o.verdictTimeoutMs, ioTimeoutMs: o.ioTimeoutMs });
   } catch (e) {
     throw new MigrationFailedError('handshake', -1, e);
   }

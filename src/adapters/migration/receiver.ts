@@ -10,18 +10,38 @@
  * retry until one migration completes (`once` returns after the first try).
  * A corrupted record is never applied: the session refuses it, the sender is
  * told why in an error frame, and the connection is closed.
+ *
+ * Untrusted peers: nothing is decoded before the hello (and its token); a
+ * HEADER announcing a guest above `maxPageCount` (default: this host's
+ * memory) is refused before anything is allocated; one migration at a time,
+ * a second connection told "busy" at once; a connection that sends nothing
+ * for `ioTimeoutMs`, or less than MIN_BYTES_PER_SEC over any window that
+ * long, is dropped (io-watchdog.ts), and the receiver listens on. TCP
+ * keepalive is on.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
+import { totalmem } from 'node:os';
 import tls from 'node:tls';
 import type { Clock } from '../../core/clock.ts';
 import { ControlReader, CONTROL_VERSION, encodeControl, type ControlMessage } from '../../core/migration/control.ts';
 import { PagedMemory, type PageStore } from '../../core/migration/paged-memory.ts';
+import { backgroundPrefaulted } from './background-prefault.ts';
 import { ReceiverSession, type ReceiverOutcome } from '../../core/migration/receiver-session.ts';
 import { StreamError } from '../../core/migration/stream/errors.ts';
 import { allocHashable } from '../../core/pagehash/page-hash.ts';
 import type { StreamHeader } from '../../core/migration/stream/format.ts';
+import { IoWatchdog } from './io-watchdog.ts';
+import { DEFAULT_IO_TIMEOUT_MS, keepAliveDelayMs } from './tcp-transport.ts';
 import { wallClock } from './wall-clock.ts';
+import { formatHostPort } from './host-port.ts';
+
+/**
+ * The slowest stream a receiver waits for, averaged over each io-timeout
+ * window: far below any migration (a 4 KiB page a few seconds), far above a
+ * peer trickling a byte a second to hold the receiver busy.
+ */
+export const MIN_BYTES_PER_SEC = 1024;
 
 export interface ReceiverOptions {
   readonly host: string;
@@ -32,10 +52,12 @@ export interface ReceiverOptions {
   readonly token?: string;
   /** Return after the first attempt, even a failed one (default: wait for a completed migration). */
   readonly once?: boolean;
+  /** Return after this many verified migrations (default 1); the leak check runs 200 through one receiver. */
+  readonly migrations?: number;
   /** Give up after this many failed attempts (default unlimited). */
   readonly maxAttempts?: number;
-  /** A connection silent this long is dropped (default 60 s). */
-  readonly idleTimeoutMs?: number;
+  /** A connection silent this long, or slower than MIN_BYTES_PER_SEC over a window this long, is dropped (default 30 s). */
+  readonly ioTimeoutMs?: number;
   readonly signal?: AbortSignal;
   readonly createStore?: (header: StreamHeader) => PageStore;
   /**
@@ -43,6 +65,7 @@ export interface ReceiverOptions {
    * connection (a pre-built destination domain); larger guests allocate on demand.
    */
   readonly preallocPages?: number;
+  /** Largest guest accepted (pages); default: this host's memory. */
   readonly maxPageCount?: number;
 }
 
@@ -57,12 +80,14 @@ export interface ReceiverIo {
   readonly clock?: Clock;
   /** Called after every attempt, failed or not. */
   readonly onAttempt?: (a: AttemptRecord) => void;
+  /** Called as preallocation progresses (after each 64 MiB), before listening. */
+  readonly onPrealloc?: (pagesDone: number, pageCount: number) => void;
 }
 
 export interface AttemptRecord {
   readonly peer: string;
   readonly ok: boolean;
-  /** Why it failed: 'bad_token', 'link_lost', a stream error code (checksum_mismatch, …), 'tls', 'busy', 'protocol'. */
+  /** Why it failed: 'bad_token', 'link_lost', 'io_timeout', 'too_slow', a stream error code (checksum_mismatch, bad_header, …), 'tls', 'busy', 'protocol'. */
   readonly code?: string;
   readonly message?: string;
   readonly bytes: number;
@@ -175,17 +200,21 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
   const attempts: AttemptRecord[] = [];
   let busy = false;
   let boundPort = opts.port;
+  let verifiedCount = 0;
+  const ioTimeoutMs = opts.ioTimeoutMs ?? DEFAULT_IO_TIMEOUT_MS;
+  const maxPageCount = opts.maxPageCount ?? Math.floor(totalmem() / 4096);
 
   let prealloc: PagedMemory | undefined;
   if (opts.preallocPages) {
     prealloc = new PagedMemory(opts.preallocPages);
-    prealloc.prefault();
+    prealloc.prefault(io.onPrealloc);
   }
   let preallocDirty = false;
   const createStore =
     opts.createStore ??
     ((h: StreamHeader): PageStore => {
-      if (!prealloc || h.pageCount > prealloc.pageCount) return new PagedMemory(h.pageCount);
+      // No memory built up front (or too little): build it now, pre-faulted by a helper thread while round 0 arrives.
+      if (!prealloc || h.pageCount > prealloc.pageCount) return backgroundPrefaulted(h.pageCount).memory;
       if (preallocDirty) prealloc.clear();
       preallocDirty = true;
       return prealloc;
@@ -241,6 +270,7 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
       if (busy || finished) {
         accepted.resume();
         accepted.end(encodeControl({ t: 'refuse', reason: 'the receiver is busy with another migration' }));
+        log.warn(`connection from ${peer} refused: busy with another migration`);
         return;
       }
       busy = true;
@@ -258,22 +288,33 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
         else accepted.resume();
       }
       socket.setNoDelay(true);
-      socket.setTimeout(opts.idleTimeoutMs ?? 60_000);
+      socket.setKeepAlive(true, keepAliveDelayMs(ioTimeoutMs));
       const reader = new ControlReader();
       let session: ReceiverSession | undefined;
       let done = false;
+      const seconds = ioTimeoutMs / 1000;
+      const watchdog = new IoWatchdog({
+        timeoutMs: ioTimeoutMs,
+        minBytesPerSec: MIN_BYTES_PER_SEC,
+        onExpire: (reason, bytesInWindow) => {
+          const bytes = session?.bytes ?? 0;
+          end(
+            reason === 'silent'
+              ? { peer, ok: false, code: 'io_timeout', message: `no data for ${seconds} s (the link is down or the sender is stalled) after ${bytes} stream bytes; partial memory dropped`, bytes }
+              : { peer, ok: false, code: 'too_slow', message: `only ${bytesInWindow} bytes in ${seconds} s, below the minimum of ${MIN_BYTES_PER_SEC} bytes/s; partial memory dropped`, bytes },
+          );
+        },
+      });
       const end = (a: AttemptRecord | undefined, reply?: ControlMessage): void => {
         if (done) return;
         done = true;
         busy = false;
+        watchdog.stop();
         if (reply) socket.end(encodeControl(reply));
         else socket.destroy();
         if (a) recordFailure(a);
       };
 
-      socket.on('timeout', () =>
-        end({ peer, ok: false, code: 'link_lost', message: `no data for ${opts.idleTimeoutMs ?? 60_000} ms`, bytes: session?.bytes ?? 0 }),
-      );
       socket.on('error', () => {
         /* reported by 'close' */
       });
@@ -311,13 +352,16 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
           });
           done = true;
           busy = false;
+          watchdog.stop();
           socket.end(encodeControl(verdict));
+          if (o.verified && ++verifiedCount < (opts.migrations ?? 1) && !opts.once) return; // listen for the next one
           finish({ verified: o.verified, outcome: o, memory: session!.memory, vcpuState: session!.vcpuState });
         }
       };
 
       onChunk = (chunk: Uint8Array): void => {
         if (done) return;
+        watchdog.progress(chunk.length);
         if (session) return feed(chunk);
         reader.push(chunk);
         let hello: ControlMessage | undefined;
@@ -339,7 +383,7 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
           end({ peer, ok: false, code: 'bad_token', message: reason, bytes: 0 }, { t: 'refuse', reason });
           return;
         }
-        session = new ReceiverSession({ clock, createStore, maxPageCount: opts.maxPageCount });
+        session = new ReceiverSession({ clock, createStore, maxPageCount });
         socket.write(encodeControl({ t: 'accept' }));
         log.info(`migration from ${peer} accepted`);
         const rest = reader.takeRest();
@@ -357,7 +401,7 @@ export function runReceiver(opts: ReceiverOptions, io: ReceiverIo = {}): Promise
     server.listen(opts.port, opts.host, () => {
       const a = server.address() as net.AddressInfo;
       boundPort = a.port;
-      log.info(`listening on ${opts.host}:${a.port}${opts.tls ? ' (TLS)' : ''}`);
+      log.info(`listening on ${formatHostPort(opts.host, a.port)}${opts.tls ? ' (TLS)' : ''}`);
       io.onListening?.({ host: opts.host, port: a.port });
     });
   });

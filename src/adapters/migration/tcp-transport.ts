@@ -8,12 +8,21 @@
  * not yet handed to the kernel are counted through write callbacks; above
  * `highWaterBytes` write() returns false and drain() waits until they fall
  * below half of it, so the sender stays a few batches ahead, never more.
+ *
+ * Bounded waits (`ioTimeoutMs`, the CLI's --io-timeout, default 30 s): the
+ * handshake must complete, and while the sender waits on the link (bytes not
+ * yet taken by the kernel, or the verdict) something must move — a write
+ * taken, a byte read — within that time, else the transport fails with
+ * IoTimeoutError (io-watchdog.ts). TCP keepalive is on, so an idle connection
+ * to a host that vanished is found too.
  */
 import net from 'node:net';
 import tls from 'node:tls';
 import { ControlProtocolError, ControlReader, CONTROL_VERSION, encodeControl, type ControlMessage } from '../../core/migration/control.ts';
-import { HandshakeRefusedError, LinkLostError, ReceiverRejectedError } from '../../core/migration/errors.ts';
+import { HandshakeRefusedError, IoTimeoutError, LinkLostError, ReceiverRejectedError } from '../../core/migration/errors.ts';
 import type { StreamTransport, Verdict } from '../../core/migration/transport.ts';
+import { IoWatchdog } from './io-watchdog.ts';
+import { formatHostPort } from './host-port.ts';
 
 export interface TlsClientOptions {
   /** PEM of the CA (or the self-signed certificate) to trust. */
@@ -28,6 +37,9 @@ export interface ConnectOptions {
   readonly port: number;
   readonly tls?: TlsClientOptions;
   readonly token?: string;
+  /** No progress on the link for this long while waiting on it ends the attempt (default 30 s). */
+  readonly ioTimeoutMs?: number;
+  /** Bound on connect + hello/accept (default: ioTimeoutMs). */
   readonly connectTimeoutMs?: number;
   /** How long to wait for the verdict after END. */
   readonly verdictTimeoutMs?: number;
@@ -44,13 +56,27 @@ function tlsConnectOptions(host: string, port: number, t: TlsClientOptions): tls
   return o;
 }
 
+export const DEFAULT_IO_TIMEOUT_MS = 30_000;
+
+/**
+ * TCP keepalive's idle time for an `ioTimeoutMs` link: a third of it (at
+ * least 1 s), so a silent peer is probed well before the timeout ends the
+ * attempt. (libuv sets TCP_KEEPIDLE to it; Node 20's libuv also sets
+ * TCP_KEEPINTVL 1 s and TCP_KEEPCNT 10.)
+ */
+export function keepAliveDelayMs(ioTimeoutMs: number): number {
+  return Math.max(1000, Math.floor(ioTimeoutMs / 3));
+}
+
 export async function connectTransport(opts: ConnectOptions): Promise<TcpTransport> {
-  const timeoutMs = opts.connectTimeoutMs ?? 10_000;
+  const ioTimeoutMs = opts.ioTimeoutMs ?? DEFAULT_IO_TIMEOUT_MS;
+  const timeoutMs = opts.connectTimeoutMs ?? ioTimeoutMs;
   const socket: net.Socket = opts.tls
     ? tls.connect(tlsConnectOptions(opts.host, opts.port, opts.tls))
     : net.connect({ host: opts.host, port: opts.port });
   socket.setNoDelay(true);
-  const where = `${opts.host}:${opts.port}`;
+  socket.setKeepAlive(true, keepAliveDelayMs(ioTimeoutMs));
+  const where = formatHostPort(opts.host, opts.port);
 
   return new Promise<TcpTransport>((resolve, reject) => {
     const reader = new ControlReader();
@@ -62,7 +88,8 @@ export async function connectTransport(opts: ConnectOptions): Promise<TcpTranspo
       socket.destroy();
       reject(e);
     };
-    const timer = setTimeout(() => fail(new HandshakeRefusedError(`no answer from the receiver at ${where} within ${timeoutMs} ms`)), timeoutMs);
+    // A SYN or a hello dropped by a partition: bounded like every other wait.
+    const timer = setTimeout(() => fail(new IoTimeoutError(timeoutMs / 1000)), timeoutMs);
     const onData = (chunk: Buffer): void => {
       reader.push(chunk);
       let msg: ControlMessage | undefined;
@@ -87,8 +114,9 @@ export async function connectTransport(opts: ConnectOptions): Promise<TcpTranspo
       if (e.code === 'ECONNREFUSED') return fail(new HandshakeRefusedError(`no receiver listening at ${where}`));
       if (/self.signed|unable to verify|certificate/i.test(m) || e.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' || e.code === 'SELF_SIGNED_CERT_IN_CHAIN')
         return fail(new HandshakeRefusedError(`the receiver's TLS certificate is not trusted (${m}): pass --tls-ca <cert.pem>, or --insecure for a self-signed test setup`));
+      // OpenSSL's record-layer complaint (a multi-line dump) when the peer answers in plain TCP.
       if (opts.tls && /wrong version number|packet length too long|EPROTO/i.test(m + (e.code ?? '')))
-        return fail(new HandshakeRefusedError(`TLS handshake with ${where} failed (${m}): the receiver does not seem to use TLS`));
+        return fail(new HandshakeRefusedError(`the receiver at ${where} does not use TLS (connect without --tls)`));
       fail(new HandshakeRefusedError(`connection to ${where} failed: ${m}`));
     };
     const onClose = (): void =>
@@ -128,6 +156,8 @@ export class TcpTransport implements StreamTransport {
   private waiters: { resolve: () => void; reject: (e: Error) => void; kind: 'drain' | 'flush' | 'verdict' }[] = [];
   private closed = false;
   private verdictTimer: NodeJS.Timeout | undefined;
+  private awaitingVerdict = false;
+  private readonly watchdog: IoWatchdog;
 
   constructor(
     private readonly socket: net.Socket,
@@ -135,6 +165,13 @@ export class TcpTransport implements StreamTransport {
     private readonly opts: ConnectOptions,
   ) {
     this.highWater = opts.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
+    const ioTimeoutMs = opts.ioTimeoutMs ?? DEFAULT_IO_TIMEOUT_MS;
+    // Waiting on the link = bytes the kernel has not taken yet, or the verdict not yet read.
+    this.watchdog = new IoWatchdog({
+      timeoutMs: ioTimeoutMs,
+      isWaiting: () => this.pendingBytes > 0 || this.awaitingVerdict,
+      onExpire: () => this.fail(new IoTimeoutError(ioTimeoutMs / 1000)),
+    });
     socket.on('data', (c: Buffer) => this.onData(c));
     socket.on('error', (e) => this.fail(new LinkLostError(e.message)));
     socket.on('close', () => this.fail(new LinkLostError(this.verdictMsg ? 'closed' : 'the receiver closed the connection')));
@@ -145,6 +182,7 @@ export class TcpTransport implements StreamTransport {
   }
 
   private onData(chunk: Buffer): void {
+    this.watchdog.progress(chunk.length);
     this.reader.push(chunk);
     try {
       for (let m = this.reader.next(); m; m = this.reader.next()) {
@@ -172,6 +210,7 @@ export class TcpTransport implements StreamTransport {
       return;
     }
     if (!this.failed) this.failed = e;
+    this.watchdog.stop();
     this.socket.destroy();
     this.wake();
   }
@@ -201,6 +240,7 @@ export class TcpTransport implements StreamTransport {
       this.pendingBytes += n;
       s.write(c, (err) => {
         this.pendingBytes -= n;
+        this.watchdog.progress(n);
         // A failed write still lets go of the buffer; the failure is reported separately.
         if (last) onReleased?.();
         if (err) this.fail(new LinkLostError(err.message));
@@ -229,9 +269,11 @@ export class TcpTransport implements StreamTransport {
   async verdict(): Promise<Verdict> {
     const ms = this.opts.verdictTimeoutMs ?? 120_000;
     this.verdictTimer = setTimeout(() => this.fail(new LinkLostError(`no verdict from the receiver within ${ms} ms`)), ms);
+    this.awaitingVerdict = true;
     try {
       await this.wait('verdict');
     } finally {
+      this.awaitingVerdict = false;
       clearTimeout(this.verdictTimer);
     }
     return this.verdictMsg!;
@@ -240,6 +282,7 @@ export class TcpTransport implements StreamTransport {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.watchdog.stop();
     clearTimeout(this.verdictTimer);
     if (this.verdictMsg) this.socket.end();
     else this.socket.destroy();

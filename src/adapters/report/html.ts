@@ -22,12 +22,23 @@ function axisLabel(v: number): string {
   return short(v);
 }
 
-/** A "nice" axis maximum ≥ v (1, 2, 5 × 10^k). */
+/**
+ * A "nice" axis maximum ≥ v, close above it: m × 10^k with m in 1, 1.2, 1.5,
+ * 2, 2.5, 3, 4, 5, 6, 8 (a quarter of each is a short tick label). 1-2-5 steps
+ * left up to 2.5× of the plot empty (262k pages drawn on a 500k axis).
+ */
 export function niceMax(v: number): number {
   if (v <= 0) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
+  for (const m of NICE_STEPS) if (m * p >= v * (1 - 1e-12)) return Number((m * p).toPrecision(12));
   return 10 * p;
+}
+
+const NICE_STEPS = [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10];
+
+/** A bar's value in its tooltip: counts as integers (860 pages), other values with two decimals. */
+function barValue(v: number): string {
+  return Number.isInteger(v) ? fmt(v, 0) : fmt(v, 2);
 }
 
 export interface Series {
@@ -63,7 +74,7 @@ export function barChart(title: string, unit: string, labels: readonly string[],
       const v = s.values[g] ?? 0;
       const x = gx + k * barW;
       parts.push(
-        `<rect x="${x.toFixed(1)}" y="${y(v).toFixed(1)}" width="${(barW - 1).toFixed(1)}" height="${(T + plotH - y(v)).toFixed(1)}" fill="${s.color}"><title>${esc(`${s.name}, ${xLabel.split(' ')[0]} ${lab}: ${fmt(v, 2)} ${unit}`)}</title></rect>`,
+        `<rect x="${x.toFixed(1)}" y="${y(v).toFixed(1)}" width="${(barW - 1).toFixed(1)}" height="${(T + plotH - y(v)).toFixed(1)}" fill="${s.color}"><title>${esc(`${s.name}, ${xLabel.split(' ')[0]} ${lab}: ${barValue(v)} ${unit}`)}</title></rect>`,
       );
     });
     if (g % every !== 0) return;
@@ -80,6 +91,36 @@ export function barChart(title: string, unit: string, labels: readonly string[],
   series.forEach((s, k) => {
     const lx = legendRows === 0 ? W - R - 160 * (series.length - k) : L + (k % 5) * 130;
     const ly = legendRows === 0 ? 6 : 24 + 16 * Math.floor(k / 5);
+    parts.push(`<rect x="${lx}" y="${ly}" width="10" height="10" fill="${s.color}"/><text x="${lx + 14}" y="${ly + 9}" class="ax">${esc(s.name)}</text>`);
+  });
+  return `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">${parts.join('')}</svg>`;
+}
+
+/** Line chart: x positions are the labels (evenly spaced, in order), one polyline with dots per series. */
+export function lineChart(title: string, unit: string, labels: readonly string[], series: readonly Series[], xLabel: string): string {
+  const legendRows = Math.ceil(series.length / 5);
+  const W = 720, L = 64, R = 16, T = 28 + 16 * legendRows, B = 40, H = 192 + T + B;
+  const plotW = W - L - R, plotH = H - T - B;
+  const max = niceMax(Math.max(0, ...series.flatMap((s) => s.values.filter(Number.isFinite))));
+  const x = (i: number) => (labels.length <= 1 ? L + plotW / 2 : L + 12 + (i * (plotW - 24)) / (labels.length - 1));
+  const y = (v: number) => T + plotH - (v / max) * plotH;
+  const parts: string[] = [`<text x="${L}" y="16" class="t">${esc(title)}</text>`];
+  for (let i = 0; i <= 4; i++) {
+    const v = (max * i) / 4;
+    parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" class="grid"/>`);
+    parts.push(`<text x="${L - 6}" y="${y(v) + 4}" class="ax" text-anchor="end">${esc(axisLabel(v))}</text>`);
+  }
+  labels.forEach((lab, i) => parts.push(`<text x="${x(i).toFixed(1)}" y="${T + plotH + 14}" class="ax" text-anchor="middle">${esc(lab)}</text>`));
+  for (const s of series) {
+    const pts = s.values.map((v, i) => [x(i), v] as const).filter(([, v]) => Number.isFinite(v));
+    parts.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.map(([px, v]) => `${px.toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"/>`);
+    for (const [px, v] of pts) parts.push(`<circle cx="${px.toFixed(1)}" cy="${y(v).toFixed(1)}" r="3" fill="${s.color}"><title>${esc(`${s.name}: ${fmt(v, 2)} ${unit}`)}</title></circle>`);
+  }
+  parts.push(`<text x="${L + plotW / 2}" y="${H - 6}" class="ax" text-anchor="middle">${esc(xLabel)}</text>`);
+  parts.push(`<text x="14" y="${T + plotH / 2}" class="ax" text-anchor="middle" transform="rotate(-90 14 ${T + plotH / 2})">${esc(unit)}</text>`);
+  series.forEach((s, k) => {
+    const lx = L + (k % 5) * 130;
+    const ly = 24 + 16 * Math.floor(k / 5);
     parts.push(`<rect x="${lx}" y="${ly}" width="10" height="10" fill="${s.color}"/><text x="${lx + 14}" y="${ly + 9}" class="ax">${esc(s.name)}</text>`);
   });
   return `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">${parts.join('')}</svg>`;

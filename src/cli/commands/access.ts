@@ -48,7 +48,8 @@ function restrictedRange(maxGpfn: number): string {
 /** Rows of the event table printed without --json (the JSON always has every event). */
 const TABLE_EVENT_ROWS = 200;
 
-export async function accessCommand(f: AccessFlags): Promise<void> {
+/** access's flags, each checked once (nothing runs). */
+export function parseAccessFlags(f: AccessFlags) {
   if (f.mode === undefined) throw new UsageError('--mode is required (write or exec)');
   const mode = choiceFlag('--mode', f.mode, XEN_ACCESS_MODES, 'write');
   const isTrace = f.trace !== undefined;
@@ -66,6 +67,12 @@ export async function accessCommand(f: AccessFlags): Promise<void> {
   const seed = intFlag('--seed', f.seed, 1, 0);
   const dirtyMode = f.dirtyMode === undefined ? null : modeFlag(f.dirtyMode, 'ept-wp');
 
+  return { mode, isTrace, addressing, populate, memBytes, vcpus, count, seed, dirtyMode };
+}
+
+/** Runs the session `access --json` describes (events and counters). */
+export async function accessResult(f: AccessFlags, p: ReturnType<typeof parseAccessFlags>, progress: Progress) {
+  const { mode, isTrace, addressing, populate, memBytes, vcpus, count, seed, dirtyMode } = p;
   const guest = createGuest({ memBytes, vcpus, mode: dirtyMode, format: 'ept', addressing, pageSize: '4k', populate });
   const domain = guest.domain;
   guest.mode?.enable();
@@ -74,7 +81,6 @@ export async function accessCommand(f: AccessFlags): Promise<void> {
   listener.start();
   const ring = layer.monitor!;
   const source = openSource({ trace: f.trace, workload: f.workload, pageCount: memBytes / 4096, count, seed });
-  const progress = new Progress(!f.json);
   progress.start(`access ${mode}`, isTrace ? 0 : count);
   const result = await runAccessSession(domain, layer, listener, source, {
     onProgress: (n) => progress.update(n, isTrace ? 'records' : ''),
@@ -114,6 +120,13 @@ export async function accessCommand(f: AccessFlags): Promise<void> {
     exits,
     cycles: domain.totalStats()[STAT_CYCLES]!,
   };
+  return { out, listener, source, events, byAccess, rs, result };
+}
+
+export async function accessCommand(f: AccessFlags): Promise<void> {
+  const p = parseAccessFlags(f);
+  const { out, listener, source, events, byAccess, rs, result } = await accessResult(f, p, new Progress(!f.json));
+  const mode = p.mode;
   if (f.json) {
     process.stdout.write(`${JSON.stringify(out)}\n`);
     return;

@@ -10,8 +10,7 @@
  * Shadow's baseline is an untracked HAP run on its software p2m's format, so
  * its tracking cycles include the cost of shadow paging itself.
  */
-import { MODE_NAMES } from '../../core/modes/dirty-mode.ts';
-import { modeEntry } from '../../core/modes/registry.ts';
+import { modeEntry, modeNames, registeredModes } from '../../core/modes/registry.ts';
 import { createGuest } from '../../core/runner/guest.ts';
 import { replay } from '../../core/runner/replay.ts';
 import { STAT_CYCLES } from '../../core/mmu/mmu-stats.ts';
@@ -21,10 +20,14 @@ import { Progress, renderTable } from '../output.ts';
 import { claimReportFile, writeReportFile } from '../report-file.ts';
 import { openSource, requireRecords } from '../source.ts';
 import type { CompareReportResult } from '../../adapters/report/trace-report.ts';
-import { traceOnce, type TraceFlags, type TraceRun } from './trace.ts';
+import { runInProcess, runInWorkers, jobsFlag } from '../parallel/worker-pool.ts';
+import { runTask, type Task, type TaskResult } from '../parallel/tasks.ts';
+import { modeOptionsFrom, traceOnce, type TraceFlags, type TraceRun } from './trace.ts';
 
 export interface CompareFlags extends TraceFlags {
   modes?: string;
+  /** Worker threads (default: the number of cores). */
+  jobs?: string;
 }
 
 const DEFAULT_ROWS = [
@@ -49,32 +52,62 @@ const VARIANTS: Record<string, Partial<TraceFlags>> = {
 };
 
 export async function compareCommand(file: string, f: CompareFlags): Promise<void> {
-  const rows = f.modes === undefined ? DEFAULT_ROWS : f.modes.split(',').map((s) => s.trim()).filter(Boolean);
+  claimReportFile(f.report);
+  const result = await compareResult(file, f, new Progress(!f.json));
+  printCompare(result, f.json === true);
+  if (f.report !== undefined) {
+    const { renderCompareReport } = await import('../../adapters/report/trace-report.ts');
+    writeReportFile(f.report, renderCompareReport(result));
+  }
+}
+
+/** The rows `--modes` names (default: every row), each checked against the modes and variants. */
+export function compareRows(f: CompareFlags): string[] {
+  // Default: every built-in row, then each mode a --plugin registered.
+  const rows = f.modes === undefined ? [...DEFAULT_ROWS, ...registeredModes().map((m) => m.name)] : f.modes.split(',').map((s) => s.trim()).filter(Boolean);
+  if (rows.length === 0) throw new UsageError(`--modes: no mode given in '${f.modes}' (a comma-separated list, e.g. ept-wp,ept-pml; omit --modes for all)`);
+  const names = modeNames();
   for (const r of rows) {
     const base = r.split(':')[0]!;
-    if (!(MODE_NAMES as readonly string[]).includes(base) || (r.includes(':') && VARIANTS[r] === undefined)) {
-      throw new UsageError(`--modes: unknown mode '${r}' (expected ${MODE_NAMES.join(', ')}, or a variant: ${Object.keys(VARIANTS).join(', ')})`);
+    if (!names.includes(base) || (r.includes(':') && VARIANTS[r] === undefined)) {
+      throw new UsageError(`--modes: unknown mode '${r}' (expected ${names.join(', ')}, or a variant: ${Object.keys(VARIANTS).join(', ')})`);
     }
   }
+  return rows;
+}
+
+/**
+ * What `compare --json` prints. Every row and each format's untracked
+ * baseline is one task; `--jobs N` (default: the cores) runs them on N
+ * worker threads, each reading the trace itself, and `--jobs 1` on this
+ * thread: the same tasks, so the same result.
+ */
+export async function compareResult(file: string, f: CompareFlags, progress: Progress): Promise<CompareReportResult & { modes: (CompareReportResult['modes'][number] & { cycles: number; tracking_cycles: number })[] }> {
+  const rows = compareRows(f);
+  const jobs = jobsFlag(f.jobs);
   const trace = file === '' ? undefined : file;
   if (trace === undefined && f.workload === undefined) throw new UsageError('give a trace file, or --workload NAME');
   // Every mode (and each format's baseline) reads the trace again from the start; stdin can be read once.
   if (trace === '-') throw new UsageError('compare reads the trace once per mode, so it needs a file, not - (stdin)');
-  claimReportFile(f.report);
-  const progress = new Progress(!f.json);
-  const baselines = new Map<string, number>();
-  const runs: { row: string; run: TraceRun; baseline: number }[] = [];
-  for (const row of rows) {
-    const base = row.split(':')[0]!;
-    const format = modeEntry(base).format;
-    if (!baselines.has(format)) baselines.set(format, await baselineCycles(trace, f, format, progress));
-    const run = await traceOnce(trace, { ...f, ...VARIANTS[row] }, base, progress);
-    runs.push({ row, run, baseline: baselines.get(format)! });
-    progress.line(`${row}: done`);
-  }
+  // Flags are checked here, once, before any thread starts.
+  parseGuestFlags(f, trace !== undefined);
+  intFlag('--clean-every', f.cleanEvery, 100_000);
+  for (const row of rows) modeOptionsFrom({ ...f, ...VARIANTS[row] });
+  const { ...flags } = f;
+  delete flags.report;
+  const formats = [...new Set(rows.map((row) => modeEntry(row.split(':')[0]!).format))];
+  const tasks: Task[] = [
+    ...formats.map((format): Task => ({ t: 'baseline', file: trace, flags, format })),
+    ...rows.map((row): Task => ({ t: 'compare-row', file: trace, flags, row })),
+  ];
+  const label = (i: number): string => (i < formats.length ? `baseline (${formats[i]}, no tracking)` : rows[i - formats.length]!);
+  const onDone = (i: number): void => progress.line(`${label(i)}: done`);
+  const done = jobs === 1 || tasks.length === 1 ? await runInProcess(tasks, runTask, onDone) : await runInWorkers<Task, TaskResult>(tasks, jobs, onDone);
+  const baselines = new Map(formats.map((format, i) => [format, done[i] as number]));
+  const runs = rows.map((row, i) => ({ row, run: done[formats.length + i] as TraceRun, baseline: baselines.get(modeEntry(row.split(':')[0]!).format)! }));
   const records = runs[0]?.run.records ?? 0;
   const perMillion = (c: number): number => (records > 0 ? Math.round((c / records) * 1e6) : 0);
-  const result = {
+  return {
     source: trace ?? `workload ${f.workload}`,
     records,
     clean_every: intFlag('--clean-every', f.cleanEvery, 100_000),
@@ -90,11 +123,12 @@ export async function compareCommand(file: string, f: CompareFlags): Promise<voi
       tracking_bytes: run.totals.tracking_bytes,
     })),
   };
-  printCompare(result, f.json === true);
-  if (f.report !== undefined) {
-    const { renderCompareReport } = await import('../../adapters/report/trace-report.ts');
-    writeReportFile(f.report, renderCompareReport(result));
-  }
+}
+
+/** One row of the comparison: the mode (and its variant's flags) over the source. */
+export async function compareRow(file: string | undefined, f: TraceFlags, row: string): Promise<TraceRun> {
+  const base = row.split(':')[0]!;
+  return traceOnce(file, { ...f, ...VARIANTS[row] }, base, new Progress(false));
 }
 
 function printCompare(result: CompareReportResult, json: boolean): void {
@@ -114,12 +148,11 @@ function printCompare(result: CompareReportResult, json: boolean): void {
 }
 
 /** vCPU cycles of the same source with no dirty tracking, on `format`. */
-async function baselineCycles(trace: string | undefined, f: TraceFlags, format: 'ept' | 'npt' | 'arm', progress: Progress): Promise<number> {
+export async function baselineCycles(trace: string | undefined, f: TraceFlags, format: 'ept' | 'npt' | 'arm'): Promise<number> {
   const g = parseGuestFlags(f, trace !== undefined);
   const guest = createGuest({ memBytes: g.memBytes, vcpus: g.vcpus, mode: null, format, addressing: g.addressing, pageSize: g.pageSize });
   const source = openSource({ trace, workload: f.workload, pageCount: g.memBytes / 4096, count: g.count, seed: g.seed });
   const { records } = await replay(guest, source, { cleanEvery: Infinity });
   requireRecords(trace, records);
-  progress.line(`baseline (${format}, no tracking): done`);
   return guest.domain.totalStats()[STAT_CYCLES]!;
 }

@@ -7,7 +7,7 @@
  * move its memory; the destination verifies the final digest.
  */
 import { totalmem } from 'node:os';
-import { createPolicy, POLICY_NAMES } from '../../core/migration/policy/registry.ts';
+import { createPolicy, policyNames } from '../../core/migration/policy/registry.ts';
 import { linkModel } from '../../core/migration/link-model.ts';
 import type { MigrationResult, RoundStats } from '../../core/migration/sender.ts';
 import { Xoshiro128 } from '../../core/rng.ts';
@@ -22,12 +22,13 @@ import { spawnReceiver, type SpawnedReceiver } from '../../adapters/migration/sp
 import { UsageError } from '../errors.ts';
 import { claimReportFile, writeReportFile } from '../report-file.ts';
 import { requireRecords } from '../source.ts';
-import { choiceFlag, fileFlag, intFlag, memFlag, modeFlag, numberFlag, sizeFlag, workloadFlag } from '../options.ts';
+import { choiceFlag, fileFlag, intFlag, ioTimeoutFlag, memFlag, modeFlag, numberFlag, sizeFlag, workloadFlag } from '../options.ts';
 import { QEMU_DEFAULT_MAX_BANDWIDTH } from '../../core/migration/qemu-thread.ts';
 import { AutoConverge } from '../../core/migration/auto-converge.ts';
 import { formatSize, Progress, renderKeyValue, renderTable } from '../output.ts';
 import { parseHostPort } from '../parse-size.ts';
 import { modeOptionsFrom, type TraceFlags } from './trace.ts';
+import { formatHostPort } from '../../adapters/migration/host-port.ts';
 
 export interface MigrateFlags extends TraceFlags {
   trace?: string;
@@ -49,24 +50,31 @@ export interface MigrateFlags extends TraceFlags {
   insecure?: boolean;
   token?: string;
   report?: string;
+  ioTimeout?: string;
 }
 
 /** Records in the first batch of a trace (0: empty, or only comments); read errors and bad lines throw as usual. */
-async function firstBatchRecords(trace: string): Promise<number> {
+/**
+ * Reads the whole trace once (streamed) and returns its record count: a line
+ * that does not parse is the user's input error, reported with its file and
+ * line before any receiver or migration starts (not as a failed migration).
+ */
+async function checkTrace(trace: string): Promise<number> {
   const reader = new LackeyReader(trace);
   try {
-    const batch = new AccessBatch(1024);
-    return (await reader.fill(batch)) ? batch.length : 0;
+    const batch = new AccessBatch(8192);
+    let records = 0;
+    while (await reader.fill(batch)) records += batch.length;
+    return records;
   } finally {
     reader.close();
   }
 }
 
-export async function migrateCommand(f: MigrateFlags): Promise<void> {
+/** migrate's flags, each checked once (no file is read and nothing runs). */
+export function parseMigrateFlags(f: MigrateFlags) {
   if (f.trace !== undefined && f.workload !== undefined) throw new UsageError('give --trace or --workload, not both');
   const traced = f.trace !== undefined;
-  // The trace is read while the guest migrates; an empty or unreadable one is refused before any of that starts.
-  if (traced && f.trace !== '-') requireRecords(f.trace, await firstBatchRecords(f.trace!));
   const workloadName = traced ? `trace ${f.trace}` : workloadFlag(f.workload ?? 'hotspot');
   // A trace's addresses are guest-virtual: the guest OS model maps them into a compact guest.
   // The source guest is populated and filled up front; without --to the receiver on this host holds a second copy.
@@ -76,7 +84,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   });
   const vcpus = intFlag('--vcpus', f.vcpus, 1, 1, 256);
   const mode = modeFlag(f.mode, 'ept-pml');
-  const policyName = choiceFlag('--policy', f.policy, POLICY_NAMES, 'xen');
+  const policyName = choiceFlag('--policy', f.policy, policyNames(), 'xen');
   // --bandwidth is the saver's rate cap (QEMU max-bandwidth, default 128 MiB/s; the Xen savers have none
   // unless given, and then every pass is capped); --link is the pipe itself (default 10 GbE).
   const capMiBps = f.bandwidth === undefined ? (policyName === 'qemu' ? QEMU_DEFAULT_MAX_BANDWIDTH / 1048576 : null) : numberFlag('--bandwidth', f.bandwidth, 0, 0.001);
@@ -91,14 +99,53 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   const wssBytes = sizeFlag('--wss', f.wss, memBytes);
   if (wssBytes <= 0 || wssBytes > memBytes) throw new UsageError(`--wss: ${f.wss} must be more than 0 and at most --mem (${formatSize(memBytes)})`);
   const seed = intFlag('--seed', f.seed, 1, 0);
+  const ioTimeoutMs = ioTimeoutFlag(f.ioTimeout);
   const pageSize = choiceFlag('--page-size', f.pageSize, ['4k', '2m'] as const, '4k');
   const target = f.to === undefined ? null : parseHostPort(f.to, { flag: '--to' });
   if (f.tls && target === null) throw new UsageError('--tls needs --to host:port: the receiver migrate starts on loopback listens without TLS');
   if (!f.tls && (f.tlsCa !== undefined || f.insecure)) throw new UsageError('--tls-ca and --insecure only apply with --tls');
   const tlsCa = f.tlsCa === undefined ? undefined : fileFlag('--tls-ca', f.tlsCa);
   if (f.autoConverge && policyName !== 'qemu') throw new UsageError(`--auto-converge is QEMU's: it needs --policy qemu (got --policy ${policyName})`);
+  return { traced, workloadName, memBytes, vcpus, mode, policyName, capMiBps, linkMiBps, latencyMs, dirtyRate, downtimeLimitMs, clock, fill, wssBytes, seed, ioTimeoutMs, pageSize, target, tlsCa };
+}
+
+export async function migrateCommand(f: MigrateFlags): Promise<void> {
+  const p = parseMigrateFlags(f);
+  // The trace is read while the guest migrates; an empty or unreadable one is refused before any of that starts.
+  if (p.traced && f.trace !== '-') requireRecords(f.trace, await checkTrace(f.trace!));
   claimReportFile(f.report);
   const progress = new Progress(!f.json);
+  const { out, result } = await migrateResult(f, p, progress);
+  if (f.json) {
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  } else {
+    const thr = f.autoConverge === true;
+    const rows = out.rounds.map((r) => [r.round + (r.stop_and_copy ? ' (stop)' : ''), r.dirty, r.pending, r.pages_sent, r.zero, r.skipped_redirtied, r.skipped_unchanged, r.bitmap_syncs, ...(thr ? [`${r.throttle_pct ?? 0}%`] : []), (r.bytes / 1048576).toFixed(1), r.duration_ms.toFixed(1)]);
+    process.stdout.write(`${renderTable(['round', 'dirty', 'pending', 'pages sent', 'zero', 'skip re-dirtied', 'skip unchanged', 'syncs', ...(thr ? ['throttle'] : []), 'MiB', 'ms'], rows)}\n`);
+    process.stdout.write(
+      `${renderKeyValue([
+        ['policy / clock', `${out.policy} / ${out.clock}`],
+        ['downtime (ms)', out.downtime_ms.toFixed(2)],
+        ['total (ms)', out.total_ms.toFixed(1)],
+        ['pages sent', out.pages_sent],
+        ['MiB sent', (out.bytes_sent / 1048576).toFixed(1)],
+        ['verified', out.verified ? 'yes (digests equal)' : 'NO'],
+        ['digest', out.source_digest],
+        ...(f.report !== undefined ? [['report', f.report] as [string, string]] : []),
+      ])}\n`,
+    );
+  }
+  if (f.report !== undefined) {
+    const { renderReport } = await import('../../adapters/migration/report-html.ts');
+    writeReportFile(f.report, renderReport(result, { mode: p.mode, workload: p.workloadName, dirtyRate: p.dirtyRate, memBytes: p.memBytes }));
+  }
+  if (!result.verified) process.exitCode = 1;
+}
+
+
+/** Runs the migration `migrate --json` describes; progress lines only, nothing on stdout. */
+export async function migrateResult(f: MigrateFlags, p: ReturnType<typeof parseMigrateFlags>, progress: Progress) {
+  const { traced, workloadName, memBytes, vcpus, mode, policyName, capMiBps, linkMiBps, latencyMs, dirtyRate, downtimeLimitMs, clock, fill, wssBytes, seed, ioTimeoutMs, pageSize, target, tlsCa } = p;
 
   // The source guest: memory populated up front and filled, the workload ready.
   progress.line(`preparing a ${formatSize(memBytes)} source guest (${fill} fill)`, true);
@@ -118,7 +165,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   let port: number;
   if (target === null) {
     progress.line('starting the receiver process on loopback', true);
-    receiver = await spawnReceiver({ host: '127.0.0.1', once: true, preallocMiB: Math.ceil(memBytes / 1048576), ...(f.token !== undefined ? { token: f.token } : {}) });
+    receiver = await spawnReceiver({ host: '127.0.0.1', once: true, ioTimeoutMs, preallocMiB: Math.ceil(memBytes / 1048576), ...(f.token !== undefined ? { token: f.token } : {}) });
     host = receiver.host;
     port = receiver.port;
   } else {
@@ -127,7 +174,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   }
   const wssNote = wssBytes < memBytes ? ` within the first ${formatSize(wssBytes)}` : '';
   const rateNote = `${capMiBps === null ? 'no rate cap' : `capped at ${capMiBps} MiB/s`}${clock === 'virtual' ? `, ${linkMiBps} MiB/s link` : ''}`;
-  progress.line(`migrating the ${formatSize(memBytes)} guest (${workloadName} at ${dirtyRate} ${traced ? 'records' : 'pages'}/s${wssNote}, ${mode}, policy ${policyName}, ${rateNote}, ${clock} clock) to ${host}:${port}`, true);
+  progress.line(`migrating the ${formatSize(memBytes)} guest (${workloadName} at ${dirtyRate} ${traced ? 'records' : 'pages'}/s${wssNote}, ${mode}, policy ${policyName}, ${rateNote}, ${clock} clock) to ${formatHostPort(host, port)}`, true);
 
   let lastRound: RoundStats | null = null;
   let barRound = -1;
@@ -140,6 +187,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
       ...(f.token !== undefined ? { token: f.token } : {}),
       policy: createPolicy(policyName, { downtimeLimitMs }),
       clock,
+      ioTimeoutMs,
       link: linkModel(linkMiBps, latencyMs),
       ...(capMiBps !== null ? { capBytesPerSec: capMiBps * 1048576 } : {}),
       ...(f.skipUnchanged ? { skipUnchanged: true } : {}),
@@ -162,6 +210,12 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
             true,
           );
           lastRound = r;
+        },
+        phase(ph, round) {
+          // Printed as it happens, so whoever watches (a person, a test) knows where a stall hit.
+          if (ph === 'live') progress.line('round 0: sending every page', true);
+          else if (ph === 'stop-and-copy') progress.line(`stop-and-copy: guest paused, sending the last dirty pages (round ${round})`, true);
+          else if (ph === 'verify') progress.line("verify: sending the digest, waiting for the receiver's verdict", true);
         },
       },
     });
@@ -202,30 +256,7 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
     link_mib_s: result.link_mib_s,
     guest_accesses: source.accessesRun,
   };
-  if (f.json) {
-    process.stdout.write(`${JSON.stringify(out)}\n`);
-  } else {
-    const thr = f.autoConverge === true;
-    const rows = out.rounds.map((r) => [r.round + (r.stop_and_copy ? ' (stop)' : ''), r.dirty, r.pending, r.pages_sent, r.zero, r.skipped_redirtied, r.skipped_unchanged, r.bitmap_syncs, ...(thr ? [`${r.throttle_pct ?? 0}%`] : []), (r.bytes / 1048576).toFixed(1), r.duration_ms.toFixed(1)]);
-    process.stdout.write(`${renderTable(['round', 'dirty', 'pending', 'pages sent', 'zero', 'skip re-dirtied', 'skip unchanged', 'syncs', ...(thr ? ['throttle'] : []), 'MiB', 'ms'], rows)}\n`);
-    process.stdout.write(
-      `${renderKeyValue([
-        ['policy / clock', `${out.policy} / ${out.clock}`],
-        ['downtime (ms)', out.downtime_ms.toFixed(2)],
-        ['total (ms)', out.total_ms.toFixed(1)],
-        ['pages sent', out.pages_sent],
-        ['MiB sent', (out.bytes_sent / 1048576).toFixed(1)],
-        ['verified', out.verified ? 'yes (digests equal)' : 'NO'],
-        ['digest', out.source_digest],
-        ...(f.report !== undefined ? [['report', f.report] as [string, string]] : []),
-      ])}\n`,
-    );
-  }
-  if (f.report !== undefined) {
-    const { renderReport } = await import('../../adapters/migration/report-html.ts');
-    writeReportFile(f.report, renderReport(result, { mode, workload: workloadName, dirtyRate, memBytes }));
-  }
-  if (!result.verified) process.exitCode = 1;
+  return { out, result };
 }
 
 

@@ -6,11 +6,13 @@
  * `--prealloc SIZE` builds the destination memory up front, as a destination
  * domain is built before the stream (and as `migrate` does for the receiver
  * it starts): a guest up to that size then costs no page faults in the stream.
+ * `--io-timeout S` drops a silent or trickling sender (the attempt fails, the
+ * receiver listens on); `--max-mem SIZE` refuses a larger guest before allocating.
  */
 import { runReceiver } from '../../adapters/migration/receiver.ts';
 import { receiverResultJson } from '../../adapters/migration/receiver-main.ts';
 import { listenError, UsageError } from '../errors.ts';
-import { fileFlag, sizeFlag } from '../options.ts';
+import { fileFlag, ioTimeoutFlag, sizeFlag } from '../options.ts';
 import { parseHostPort } from '../parse-size.ts';
 
 export interface ReceiveFlags {
@@ -21,23 +23,35 @@ export interface ReceiveFlags {
   once?: boolean;
   prealloc?: string;
   json?: boolean;
+  ioTimeout?: string;
+  maxMem?: string;
 }
 
 export async function receiveCommand(f: ReceiveFlags): Promise<void> {
   const { host, port } = parseHostPort(f.listen, { flag: '--listen', allowPortZero: true });
   if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   const preallocBytes = sizeFlag('--prealloc', f.prealloc, 0);
+  const ioTimeoutMs = ioTimeoutFlag(f.ioTimeout);
+  const maxMemBytes = f.maxMem === undefined ? undefined : sizeFlag('--max-mem', f.maxMem, 0);
+  if (maxMemBytes === 0) throw new UsageError('--max-mem: must be more than 0');
   const tls = f.tlsCert !== undefined ? { cert: fileFlag('--tls-cert', f.tlsCert), key: fileFlag('--tls-key', f.tlsKey!) } : undefined;
   let r;
   try {
     r = await runReceiver(
-      { host, port, tls, token: f.token, once: f.once === true, ...(preallocBytes > 0 ? { preallocPages: preallocBytes / 4096 } : {}) },
       {
-        // The logger already prints 'listening on host:port' to stderr.
-        logger: {
-          info: (m) => process.stderr.write(`receiver: ${m}\n`),
-          warn: (m) => process.stderr.write(`receiver: ${m}\n`),
-        },
+        host, port, tls, token: f.token, once: f.once === true, ioTimeoutMs,
+        ...(preallocBytes > 0 ? { preallocPages: preallocBytes / 4096 } : {}),
+        ...(maxMemBytes !== undefined ? { maxPageCount: maxMemBytes / 4096 } : {}),
+      },
+      {
+        // The logger prints 'listening on host:port' and each attempt to stderr; with --json the
+        // JSON events on stdout say it all (a failed attempt is in the result's attempts).
+        ...(f.json ? {} : {
+          logger: {
+            info: (m: string) => process.stderr.write(`receiver: ${m}\n`),
+            warn: (m: string) => process.stderr.write(`receiver: ${m}\n`),
+          },
+        }),
         onListening: (a) => {
           if (f.json) process.stdout.write(`${JSON.stringify({ event: 'listening', host: a.host, port: a.port })}\n`);
         },

@@ -189,6 +189,14 @@ test('a warm walk right after a cold one makes fewer references: the TLB answers
   assert.equal(read.memory_references, 0);
   assert.equal(read.references[0]!.cached_by, 'tlb');
   assert.equal(read.hpa, cold.hpa);
+  // The walk right after the cold one sees what the cold one filled: the TLB answers.
+  const pair = explainWalk(vcpu, next.addr, need, true, true);
+  assert.equal(pair.memory_references, 24);
+  assert.equal(pair.next?.memory_references, 0);
+  assert.equal(pair.next?.references[0]!.cached_by, 'tlb');
+  assert.equal(pair.next?.hpa, cold.hpa);
+  // …and both are undone: the run's own caches still give the warm walk above.
+  assert.equal(explainWalk(vcpu, next.addr, need, false).memory_references, 1);
 });
 
 /**
@@ -335,7 +343,7 @@ test('explaining leaves the run unchanged: same state right after, and the run c
       for (const cold of [true, false]) {
         for (const v of guest.domain.vcpus) {
           for (const need of [1, 2, 4]) {
-            const x = explainWalk(v, addr, need, cold);
+            const x = explainWalk(v, addr, need, cold, cold);
             outcomes.add(x.exit?.reason ?? 'ok');
             setBits += x.references.reduce((s, r) => s + r.set.length, 0);
           }

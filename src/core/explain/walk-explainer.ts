@@ -97,6 +97,8 @@ export interface WalkExplanation {
   readonly exit: WalkExit | null;
   /** PML: the gpa this walk logged (D 0→1 on an EPT leaf), and the index before → after. */
   readonly pml: { readonly logged: string[]; readonly index_before: number; readonly index_after: number } | null;
+  /** With `withNext`: the same translation once more right after this one, with the caches this walk filled. */
+  readonly next?: WalkExplanation;
 }
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
@@ -316,17 +318,28 @@ function pmlLogged(vcpu: Vcpu, indexBefore: number, indexAfter: number): string[
  * With `cold`, the TLB, nested TLB and PDE cache are flushed first (on the
  * explanation only: they are put back after).
  */
-export function explainWalk(vcpu: Vcpu, addr: number, need: number, cold: boolean): WalkExplanation {
+export function explainWalk(vcpu: Vcpu, addr: number, need: number, cold: boolean, withNext = false): WalkExplanation {
+  const snap = new VcpuSnapshot(vcpu);
+  const recorder = new Recorder(vcpu.mmu.fmt, vcpu.mmu.twoD && !vcpu.mmu.shadowMode);
+  try {
+    const first = explainUnrestored(vcpu, addr, need, cold, recorder);
+    // The next walk sees what this one left (TLB fills, A/D set) and is itself undone, then this one is.
+    return withNext ? { ...first, next: explainWalk(vcpu, addr, need, false) } : first;
+  } finally {
+    recorder.restoreEntries();
+    snap.restore();
+  }
+}
+
+function explainUnrestored(vcpu: Vcpu, addr: number, need: number, cold: boolean, recorder: Recorder): WalkExplanation {
   const mmu = vcpu.mmu;
   const fmt = mmu.fmt;
   const walk: WalkKind = mmu.shadowMode ? 'shadow' : mmu.twoD ? '2-d' : '1-d';
   const virtual = walk !== '1-d';
   const page = Math.floor(addr / 4096);
   const off = addr - page * 4096;
-  const snap = new VcpuSnapshot(vcpu);
   const base = { walk, format: fmt.name, vcpu: vcpu.id, access: accessOfPerm(need), cold, gva: virtual ? hex(addr) : null };
-  const recorder = new Recorder(fmt, walk === '2-d');
-  try {
+  {
     if (cold) mmu.flush();
     // The vCPU looks in the TLB before it walks (vcpu.ts accessPart): a hit makes no reference at all.
     const tneed = (need & PERM_W) !== 0 ? TLB_WD : (need & PERM_X) !== 0 ? TLB_X : TLB_R;
@@ -356,9 +369,6 @@ export function explainWalk(vcpu: Vcpu, addr: number, need: number, cold: boolea
     const exit = st === XLATE_GUEST_PF ? guestFaultExit(mmu.guestPfAddr, mmu.guestPfCode) : vmExit(vcpu, fmt);
     if (st !== XLATE_EXIT && st !== XLATE_GUEST_PF) throw new Error(`translate returned ${st}`);
     return { ...base, gpa, hpa: null, references, memory_references: memoryRefs, exit, pml };
-  } finally {
-    recorder.restoreEntries();
-    snap.restore();
   }
 }
 

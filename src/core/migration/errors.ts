@@ -15,6 +15,31 @@ export class LinkLostError extends Error {
   }
 }
 
+/**
+ * Nothing moved on the link for `seconds`: no byte written to the kernel, none
+ * acknowledged by a read, none read, while the sender was waiting on it. A
+ * partition (packets silently dropped, no reset) or a stalled receiver looks
+ * like this; TCP alone would retransmit for ~15 minutes (tcp_retries2).
+ */
+export class IoTimeoutError extends Error {
+  readonly code = 'io_timeout';
+  constructor(readonly seconds: number) {
+    super(`no progress for ${seconds} s: the link is down or the receiver is stalled`);
+    this.name = 'IoTimeoutError';
+  }
+}
+
+/** Where a failed migration was, as a person reads it: "round 3", "stop-and-copy (round 5)". */
+export function describePhase(phase: MigrationPhase, round: number): string {
+  switch (phase) {
+    case 'setup': return 'setup';
+    case 'handshake': return 'the handshake';
+    case 'live': return round >= 0 ? `round ${round}` : 'the live phase';
+    case 'stop-and-copy': return round >= 0 ? `stop-and-copy (round ${round})` : 'stop-and-copy';
+    case 'verify': return "verification (waiting for the receiver's verdict)";
+  }
+}
+
 /** The receiver refused the stream (checksum mismatch, bad record, …) and said why. */
 export class ReceiverRejectedError extends Error {
   readonly code = 'receiver_rejected';
@@ -46,7 +71,11 @@ export class MigrationFailedError extends Error {
     override readonly cause: unknown,
   ) {
     const why = cause instanceof Error ? cause.message : String(cause);
-    super(`migration failed during ${phase}${round >= 0 ? ` (round ${round})` : ''}: ${why}; the source guest is running and unchanged`);
+    super(
+      cause instanceof IoTimeoutError
+        ? `no progress for ${cause.seconds} s during ${describePhase(phase, round)}: the link is down or the receiver is stalled; the source guest is running and unchanged, log-dirty off`
+        : `migration failed during ${phase}${round >= 0 ? ` (round ${round})` : ''}: ${why}; the source guest is running and unchanged`,
+    );
     this.name = 'MigrationFailedError';
   }
 }

@@ -19,11 +19,16 @@ const SLAB_SHIFT = 14;
 const SLAB_PAGES = 1 << SLAB_SHIFT;
 const ZERO = new Uint8Array(PAGE);
 
+/** Makes a zeroed slab of `bytes` (default: a plain Uint8Array; the receiver may give shared memory a helper thread can pre-fault). */
+export type SlabAllocator = (bytes: number) => Uint8Array;
+
 export class PagedMemory implements PageStore {
   private readonly slabs: (Uint8Array | undefined)[];
+  private readonly allocSlab: SlabAllocator;
 
-  constructor(readonly pageCount: number) {
+  constructor(readonly pageCount: number, allocSlab: SlabAllocator = (bytes) => new Uint8Array(bytes)) {
     this.slabs = new Array<Uint8Array | undefined>(Math.ceil(pageCount / SLAB_PAGES));
+    this.allocSlab = allocSlab;
   }
 
   /** Bytes allocated for slabs. */
@@ -73,18 +78,31 @@ export class PagedMemory implements PageStore {
 
   private newSlab(gfn: number): Uint8Array {
     const base = (gfn >>> SLAB_SHIFT) << SLAB_SHIFT;
-    return (this.slabs[gfn >>> SLAB_SHIFT] = new Uint8Array(Math.min(SLAB_PAGES, this.pageCount - base) * PAGE));
+    return (this.slabs[gfn >>> SLAB_SHIFT] = this.allocSlab(Math.min(SLAB_PAGES, this.pageCount - base) * PAGE));
+  }
+
+  /**
+   * Allocates every slab not yet allocated (virtual memory only: nothing is
+   * touched) and returns all of them in gfn order, for a helper that
+   * pre-faults them ahead of the stream's writes.
+   */
+  allocateAll(): Uint8Array[] {
+    for (let i = 0; i < this.slabs.length; i++) this.slabs[i] ??= this.allocSlab(Math.min(SLAB_PAGES, this.pageCount - i * SLAB_PAGES) * PAGE);
+    return this.slabs as Uint8Array[];
   }
 
   /**
    * Allocates every slab and touches every page now, like a destination
    * domain whose memory is populated when it is built (Xen restore): the page
    * faults (≈2.7 µs per 4 KiB here) then happen before the stream, not in it.
+   * `onSlab` hears the pages done after each 64 MiB slab, so a caller can
+   * show that a long preallocation is progressing.
    */
-  prefault(): void {
+  prefault(onSlab?: (pagesDone: number, pageCount: number) => void): void {
     for (let i = 0; i < this.slabs.length; i++) {
-      const slab = (this.slabs[i] ??= new Uint8Array(Math.min(SLAB_PAGES, this.pageCount - i * SLAB_PAGES) * PAGE));
+      const slab = (this.slabs[i] ??= this.allocSlab(Math.min(SLAB_PAGES, this.pageCount - i * SLAB_PAGES) * PAGE));
       for (let o = 0; o < slab.length; o += PAGE) slab[o] = 0;
+      onSlab?.(Math.min(this.pageCount, (i + 1) * SLAB_PAGES), this.pageCount);
     }
   }
 

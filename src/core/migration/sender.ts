@@ -113,6 +113,8 @@ export interface SenderObserver {
   progress?(round: number, done: number, total: number, bytesSent: number): void;
   /** After every round. */
   round?(r: RoundStats): void;
+  /** On entering a phase ('live', 'stop-and-copy', 'verify'), with the round about to run (−1 if none). */
+  phase?(phase: MigrationPhase, round: number): void;
 }
 
 /** Per-round counters (field names as `migrate --json` prints them). */
@@ -329,6 +331,11 @@ class Sender {
     this.transport.close();
   }
 
+  private enter(phase: MigrationPhase, round: number): void {
+    this.phase = phase;
+    this.deps.observer?.phase?.(phase, round);
+  }
+
   private now(): number {
     return this.clock.nowNs();
   }
@@ -360,7 +367,7 @@ class Sender {
         this.alloc,
       ),
     ]);
-    this.phase = 'live';
+    this.enter('live', 0);
 
     const pauseAt = this.saver.loop === 'qemu' ? await this.qemuLoop() : await this.xenLoop(t0);
     const pagesDoneAt = this.now();
@@ -372,7 +379,7 @@ class Sender {
     await this.passTime(vcpuRec.length, false);
     const vcpuDoneAt = this.now();
 
-    this.phase = 'verify';
+    this.enter('verify', this.round);
     const digestStart = this.now();
     const digest = await this.sourceDigest(vcpu);
     const sourceDigestMs = (this.now() - digestStart) / NS_PER_MS;
@@ -488,7 +495,7 @@ class Sender {
     }
 
     // Stop-and-copy: suspend_and_send_dirty.
-    this.phase = 'stop-and-copy';
+    this.enter('stop-and-copy', this.round + 1);
     const pauseAt = this.now();
     await this.syncGuestTime();
     guest.pause();
@@ -630,7 +637,7 @@ class Sender {
     }
 
     // migration_completion: stop the VM, lift the limit; ram_save_complete: sync, send the rest.
-    this.phase = 'stop-and-copy';
+    this.enter('stop-and-copy', this.round + 1);
     thread.lift();
     const pauseAt = this.now();
     await this.syncGuestTime();

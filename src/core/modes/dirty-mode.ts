@@ -59,7 +59,8 @@ export interface ModeOptions {
 }
 
 export interface DirtyMode extends PagingMode {
-  readonly name: ModeName;
+  /** The name it is registered under: a built-in ModeName, or a plugin's (registry.ts registerMode). */
+  readonly name: string;
   /** p2m format this mode runs on. */
   readonly format: P2mFormatName;
   /** Starts tracking (ENABLE_LOGDIRTY / KVM_MEM_LOG_DIRTY_PAGES). Throws a user-facing error if refused. */
@@ -131,4 +132,8 @@ export function pmlEntriesLogged(domain: Domain): number {
   return n;
 }
 
+/**
+ * Creates a mode for `domain` and installs it (`domain.setPagingMode(mode)`);
+ * `opts` carries the knobs of ModeOptions, each mode ignoring what does not apply.
+ */
 export type ModeFactory = (domain: Domain, opts: ModeOptions) => DirtyMode;

@@ -1,12 +1,13 @@
 /**
- * One contract, every stop policy (run against each by name), plus each
- * policy's own rule. The loop driver below is the sender's (Xen's
- * send_memory_live) with a closed-form workload instead of a guest.
+ * One contract, every stop policy (src/testing/stop-policy-contract.ts, also
+ * exported as `memvisor/testing` for users' own policies, run against each
+ * built-in by name), plus each policy's own rule, on the same loop driver.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPolicy, POLICY_NAMES, UnknownPolicyError } from './registry.ts';
 import type { PrecopyStats, StopPolicy } from './stop-policy.ts';
+import { drivePrecopy, stopPolicyContract } from '../../../testing/stop-policy-contract.ts';
 import { xenPolicy } from './xen.ts';
 import { xenLegacyPolicy } from './xen-legacy.ts';
 import { qemuPolicy } from './qemu.ts';
@@ -15,64 +16,9 @@ import { adaptivePolicy } from './adaptive.ts';
 
 const PAGE = 4096;
 
-/** Runs the Xen loop: M pages, uniform writer D pages/s, link B bytes/s. Returns live passes' dirty counts. */
-function drive(policy: StopPolicy, M: number, D: number, B: number): { passes: number[]; final: number; sent: number } {
-  let iteration = 0, dirty = -1, totalWritten = 0, totalPagesSent = 0, totalBytes = 0;
-  let last: { sent: number; ns: number } | undefined;
-  let interval = 0;
-  const stats = (): PrecopyStats => ({
-    iteration, dirtyCount: dirty, totalWritten, totalPagesSent, totalBytes, pageCount: M, pageSizeBytes: PAGE,
-    lastPassPagesSent: last ? last.sent : -1, lastPassSkipped: last ? 0 : -1, lastPassBytes: last ? last.sent * PAGE : 0,
-    lastPassNs: last?.ns ?? 0, bandwidthBytesPerSec: last ? B : 0, dirtyIntervalNs: interval, elapsedNs: 0,
-  });
-  const passes: number[] = [];
-  let decision = policy.decide(stats());
-  assert.equal(decision, 'continue', `${policy.name}: the first pass always runs live`);
-  let x = 0;
-  for (;;) {
-    x++;
-    const n = x === 1 ? M : dirty;
-    if (x === 1 || dirty > 0) {
-      const rate = Math.min(B, policy.rateFor?.(stats(), false) ?? Infinity);
-      const ns = ((n * PAGE) / rate) * 1e9;
-      passes.push(n);
-      totalPagesSent += n; totalBytes += n * PAGE;
-      last = { sent: n, ns };
-      interval = ns;
-    }
-    if (decision !== 'continue') break;
-    iteration = x; totalWritten += n; dirty = -1;
-    decision = policy.decide(stats());
-    if (decision !== 'continue') break;
-    dirty = Math.round(M * (1 - Math.exp((-D * interval) / 1e9 / M)));
-    decision = policy.decide(stats());
-    assert.ok(decision === 'continue' || decision === 'stop');
-    assert.ok(x < 100, `${policy.name} does not terminate`);
-  }
-  return { passes, final: dirty < 0 ? 0 : dirty, sent: totalPagesSent };
-}
+for (const name of POLICY_NAMES) stopPolicyContract({ name, create: (opts) => createPolicy(name, opts) });
 
-for (const name of POLICY_NAMES) {
-  test(`contract[${name}]: terminates on a workload that never converges (D ≫ B)`, () => {
-    const r = drive(createPolicy(name), 1 << 16, 1e7, 100 * 1024 * 1024);
-    assert.ok(r.passes.length <= 31, `${r.passes.length} passes`);
-  });
-  test(`contract[${name}]: stops on a guest that stops writing`, () => {
-    const r = drive(createPolicy(name), 1 << 14, 0, 100 * 1024 * 1024);
-    assert.ok(r.passes.length <= 2, `${r.passes.length} passes`);
-  });
-  test(`contract[${name}]: on a converging workload, the final dirty set is small`, () => {
-    const M = 1 << 16;
-    const r = drive(createPolicy(name), M, 2000, 1024 * 1024 * 1024);
-    assert.ok(r.final < M / 10, `final ${r.final}`);
-  });
-  test(`contract[${name}]: fresh instances decide identically (deterministic)`, () => {
-    const a = drive(createPolicy(name), 50_000, 60_000, 50 * 1024 * 1024);
-    const b = drive(createPolicy(name), 50_000, 60_000, 50 * 1024 * 1024);
-    assert.deepEqual(a, b);
-    assert.equal(createPolicy(name).name, name);
-  });
-}
+const drive = drivePrecopy;
 
 test('unknown policy name is a typed error', () => {
   assert.throws(() => createPolicy('fastest'), UnknownPolicyError);
