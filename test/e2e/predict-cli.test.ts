@@ -34,7 +34,7 @@ const within = (got: number, real: number, what: string): void =>
 const CASES: [string, string[]][] = [
   ['xen', ['--workload', 'uniform', '--mem', '256M', '--dirty-rate', '20000', '--bandwidth', '100', '--policy', 'xen']],
   ['qemu', ['--workload', 'uniform', '--mem', '256M', '--dirty-rate', '20000', '--bandwidth', '100', '--policy', 'qemu']],
-  ['xen', ['--workload', 'uniform', '--mem', '256M', '--wss', '64M', '--dirty-rate', '5000', '--bandwidth', '200', '--policy', 'xen']],
+  ['qemu', ['--workload', 'uniform', '--mem', '256M', '--wss', '64M', '--dirty-rate', '5000', '--bandwidth', '200', '--policy', 'qemu']],
 ];
 
 describe('memvisor predict', { timeout: 400_000 }, () => {
