@@ -6,14 +6,12 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/memvisor.js');
+import { CLI, ROOT } from './cli-entry.ts';
 
 function dirtyRate(args: string[]): { code: number | null; json: Record<string, number | string>; err: string } {
-  const r = spawnSync(process.execPath, [BIN, 'dirty-rate', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [...CLI, 'dirty-rate', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
   return { code: r.status, json: r.status === 0 && args.includes('--json') ? JSON.parse(r.stdout) : {}, err: r.stderr };
 }
 

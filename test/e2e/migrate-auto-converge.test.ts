@@ -6,18 +6,16 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/memvisor.js');
+import { CLI, ROOT } from './cli-entry.ts';
 
 interface Round { round: number; dirty: number; duration_ms: number; stop_and_copy: boolean; throttle_pct?: number }
 interface MigrateJson { rounds: Round[]; downtime_ms: number; verified: boolean; switchover?: string; guest_accesses: number; total_ms: number }
 
 function run(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((ok) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d));
