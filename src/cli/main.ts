@@ -111,6 +111,7 @@ traceLikeOptions(
     .option('--fill <how>', 'random (a guest that has been running; default) or zero (freshly booted); with --wss only the working set holds data')
     .option('--wss <size>', 'working set: the workload writes within the first SIZE of guest memory (default all of it)')
     .option('--skip-unchanged', 'skip dirty pages whose content hash is unchanged since their last send (on by default only for adaptive)')
+    .option('--auto-converge', "qemu policy: QEMU's auto-converge — throttle the vCPUs (20%, +10% per step, at most 99%) when a period dirties more than half of what it sent, twice")
     .option('--to <host:port>', 'a receiver already listening (memvisor receive)')
     .option('--tls', 'connect with TLS')
     .option('--tls-ca <file>', 'CA certificate that signed the receiver\'s certificate')
@@ -119,6 +120,42 @@ traceLikeOptions(
     .option('--io-timeout <seconds>', 'end the attempt when the link makes no progress for this long (default 30); the source keeps running'),
   'migrate',
 ).action(async (opts) => (await import('./commands/migrate.ts')).migrateCommand(opts));
+
+traceLikeOptions(
+  program
+    .command('dirty-rate')
+    .description("estimate a running guest's dirty rate as QEMU's calc-dirty-rate does: sample (hash random pages), ring (count KVM dirty-ring entries), bitmap (count a log-dirty CLEAN)")
+    .option('--trace <file>', 'drive the guest with a lackey trace')
+    .option('--seconds <s>', 'virtual seconds the guest runs while measured')
+    .option('--method <m>', 'sample (default), ring (needs --mode kvm-ring) or bitmap')
+    .option('--mode <mode>', `${modeHelp} (default ept-pml; kvm-ring for --method ring)`)
+    .option('--dirty-rate <pages/s>', 'pages the workload writes per virtual second (default 20000)')
+    .option('--wss <size>', 'working set: the workload writes within the first SIZE')
+    .option('--fill <how>', 'random (default) or zero'),
+  'migrate',
+).action(async (opts) => (await import('./commands/dirty-rate.ts')).dirtyRateCommand(opts));
+
+traceLikeOptions(
+  program
+    .command('predict')
+    .description("predict a migration without running it: measure the dirty rate for a short window, then run the saver's loop on the pre-copy law")
+    .option('--trace <file>', 'drive the guest with a lackey trace')
+    .option('--mode <mode>', `${modeHelp} (default ept-pml)`)
+    .option('--policy <name>', 'stop policy: xen, xen-legacy, qemu, clark, adaptive (default xen)')
+    .option('--bandwidth <MiB/s>', "the saver's rate cap (as migrate)")
+    .option('--link <MiB/s>', 'modelled link capacity (default 1250)')
+    .option('--latency <ms>', 'one-way link latency (default 0.1)')
+    .option('--dirty-rate <pages/s>', 'pages the workload writes per virtual second (default 20000)')
+    .option('--downtime-limit <ms>', 'qemu: downtime limit (default 300)')
+    .option('--clock <clock>', 'accepted for migrate compatibility; the prediction is of the virtual-clock run')
+    .option('--fill <how>', 'random (default) or zero')
+    .option('--wss <size>', 'working set (as migrate)')
+    .option('--skip-unchanged', 'accepted as migrate takes it (not modelled)')
+    .option('--auto-converge', 'refused: not modelled')
+    .option('--measure-seconds <s>', 'virtual seconds the dirty rate is measured for (default 1)')
+    .option('--method <m>', 'dirty-rate method: bitmap (default), sample or ring'),
+  'migrate',
+).action(async (opts) => (await import('./commands/predict.ts')).predictCommand(opts));
 
 const sweep = program
   .command('sweep')

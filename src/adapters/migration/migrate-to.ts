@@ -6,6 +6,7 @@
 import { MigrationFailedError } from '../../core/migration/errors.ts';
 import type { LinkModel } from '../../core/migration/link-model.ts';
 import type { MigratableGuest } from '../../core/migration/migratable-guest.ts';
+import type { GuestThrottle } from '../../core/migration/auto-converge.ts';
 import type { StopPolicy } from '../../core/migration/policy/stop-policy.ts';
 import { migrate, type ClockMode, type MigrationResult, type SenderObserver } from '../../core/migration/sender.ts';
 import { WorkerPageHashPool } from '../pagehash/worker-pool.ts';
@@ -23,6 +24,8 @@ export interface MigrateToOptions {
   /** The saver's rate cap, bytes/s (QEMU max-bandwidth); absent: none. */
   readonly capBytesPerSec?: number;
   readonly skipUnchanged?: boolean;
+  /** QEMU saver: auto-converge's throttle. */
+  readonly throttle?: GuestThrottle;
   readonly resumeSourceAfter?: boolean;
   readonly observer?: SenderObserver;
   readonly verdictTimeoutMs?: number;
@@ -49,6 +52,7 @@ export async function migrateTo(guest: MigratableGuest, o: MigrateToOptions): Pr
         policy: o.policy, clock: o.clock, link: o.link, resumeSourceAfter: o.resumeSourceAfter,
         ...(o.capBytesPerSec !== undefined ? { capBytesPerSec: o.capBytesPerSec } : {}),
         ...(o.skipUnchanged !== undefined ? { skipUnchanged: o.skipUnchanged } : {}),
+        ...(o.throttle !== undefined ? { throttle: o.throttle } : {}),
       },
       { wallClock, sleep: sleepNs, alloc: allocUnsafe, observer: o.observer, ...(pool ? { pageHashPool: pool } : {}) },
     );

@@ -24,6 +24,7 @@ import { claimReportFile, writeReportFile } from '../report-file.ts';
 import { requireRecords } from '../source.ts';
 import { choiceFlag, fileFlag, intFlag, ioTimeoutFlag, memFlag, modeFlag, numberFlag, sizeFlag, workloadFlag } from '../options.ts';
 import { QEMU_DEFAULT_MAX_BANDWIDTH } from '../../core/migration/qemu-thread.ts';
+import { AutoConverge } from '../../core/migration/auto-converge.ts';
 import { formatSize, Progress, renderKeyValue, renderTable } from '../output.ts';
 import { parseHostPort } from '../parse-size.ts';
 import { modeOptionsFrom, type TraceFlags } from './trace.ts';
@@ -38,6 +39,7 @@ export interface MigrateFlags extends TraceFlags {
   latency?: string;
   wss?: string;
   skipUnchanged?: boolean;
+  autoConverge?: boolean;
   dirtyRate?: string;
   downtimeLimit?: string;
   clock?: string;
@@ -103,6 +105,7 @@ export function parseMigrateFlags(f: MigrateFlags) {
   if (f.tls && target === null) throw new UsageError('--tls needs --to host:port: the receiver migrate starts on loopback listens without TLS');
   if (!f.tls && (f.tlsCa !== undefined || f.insecure)) throw new UsageError('--tls-ca and --insecure only apply with --tls');
   const tlsCa = f.tlsCa === undefined ? undefined : fileFlag('--tls-ca', f.tlsCa);
+  if (f.autoConverge && policyName !== 'qemu') throw new UsageError(`--auto-converge is QEMU's: it needs --policy qemu (got --policy ${policyName})`);
   return { traced, workloadName, memBytes, vcpus, mode, policyName, capMiBps, linkMiBps, latencyMs, dirtyRate, downtimeLimitMs, clock, fill, wssBytes, seed, ioTimeoutMs, pageSize, target, tlsCa };
 }
 
@@ -116,8 +119,9 @@ export async function migrateCommand(f: MigrateFlags): Promise<void> {
   if (f.json) {
     process.stdout.write(`${JSON.stringify(out)}\n`);
   } else {
-    const rows = out.rounds.map((r) => [r.round + (r.stop_and_copy ? ' (stop)' : ''), r.dirty, r.pending, r.pages_sent, r.zero, r.skipped_redirtied, r.skipped_unchanged, r.bitmap_syncs, (r.bytes / 1048576).toFixed(1), r.duration_ms.toFixed(1)]);
-    process.stdout.write(`${renderTable(['round', 'dirty', 'pending', 'pages sent', 'zero', 'skip re-dirtied', 'skip unchanged', 'syncs', 'MiB', 'ms'], rows)}\n`);
+    const thr = f.autoConverge === true;
+    const rows = out.rounds.map((r) => [r.round + (r.stop_and_copy ? ' (stop)' : ''), r.dirty, r.pending, r.pages_sent, r.zero, r.skipped_redirtied, r.skipped_unchanged, r.bitmap_syncs, ...(thr ? [`${r.throttle_pct ?? 0}%`] : []), (r.bytes / 1048576).toFixed(1), r.duration_ms.toFixed(1)]);
+    process.stdout.write(`${renderTable(['round', 'dirty', 'pending', 'pages sent', 'zero', 'skip re-dirtied', 'skip unchanged', 'syncs', ...(thr ? ['throttle'] : []), 'MiB', 'ms'], rows)}\n`);
     process.stdout.write(
       `${renderKeyValue([
         ['policy / clock', `${out.policy} / ${out.clock}`],
@@ -187,6 +191,7 @@ export async function migrateResult(f: MigrateFlags, p: ReturnType<typeof parseM
       link: linkModel(linkMiBps, latencyMs),
       ...(capMiBps !== null ? { capBytesPerSec: capMiBps * 1048576 } : {}),
       ...(f.skipUnchanged ? { skipUnchanged: true } : {}),
+      ...(f.autoConverge ? { throttle: new AutoConverge(PAGE_SIZE) } : {}),
       observer: {
         progress(round, done, total) {
           if (round !== barRound) {
@@ -200,7 +205,8 @@ export async function migrateResult(f: MigrateFlags, p: ReturnType<typeof parseM
           progress.line(
             `round ${r.round}${r.stop_and_copy ? ' (stop-and-copy)' : ''}: ${r.pages_sent} pages sent of ${r.pending} pending (${r.dirty} dirty), ` +
               `${(r.bytes / 1048576).toFixed(1)} MiB in ${r.duration_ms.toFixed(1)} ms, ${r.zero} zero, ` +
-              `${r.skipped_redirtied} skipped re-dirtied, ${r.skipped_unchanged} skipped unchanged, ${r.bitmap_syncs} bitmap sync${r.bitmap_syncs === 1 ? '' : 's'}`,
+              `${r.skipped_redirtied} skipped re-dirtied, ${r.skipped_unchanged} skipped unchanged, ${r.bitmap_syncs} bitmap sync${r.bitmap_syncs === 1 ? '' : 's'}` +
+              (r.throttle_pct !== undefined ? `, vCPUs throttled ${r.throttle_pct}%` : ''),
             true,
           );
           lastRound = r;
@@ -229,6 +235,7 @@ export async function migrateResult(f: MigrateFlags, p: ReturnType<typeof parseM
       round: r.round, pages_sent: r.pages_sent, dirty: r.dirty, pending: r.pending, bytes: r.bytes, duration_ms: r.duration_ms,
       skipped: r.skipped, skipped_redirtied: r.skipped_redirtied, skipped_unchanged: r.skipped_unchanged, zero: r.zero,
       bitmap_syncs: r.bitmap_syncs, stop_and_copy: r.stop_and_copy,
+      ...(r.throttle_pct !== undefined ? { throttle_pct: r.throttle_pct } : {}),
     })),
     downtime_ms: result.downtime_ms,
     downtime_split: result.downtime_split,

@@ -54,6 +54,7 @@ import { MigrationFailedError, type MigrationPhase } from './errors.ts';
 import { transferNs, type LinkModel } from './link-model.ts';
 import { bitmapWords, LogDirtyRefusedError, type MigratableGuest, type PageView } from './migratable-guest.ts';
 import type { PrecopyStats, StopPolicy } from './policy/stop-policy.ts';
+import type { GuestThrottle } from './auto-converge.ts';
 import { QemuMigrationThread } from './qemu-thread.ts';
 import { XEN_SAVER, type SaverSpec } from './saver.ts';
 import { hashPage, isZeroPage, ZERO_PAGE_HASH } from './stream/checksum.ts';
@@ -84,6 +85,12 @@ export interface SenderOptions {
    * the guest then runs only once the link holds none of its memory.
    */
   readonly zeroCopy?: boolean;
+  /**
+   * QEMU loop only: a guest throttle (auto-converge) the thread calls once per
+   * live bitmap sync; the guest then runs `runFraction` of the time that passes,
+   * and each round reports the `throttle_pct` it ran under.
+   */
+  readonly throttle?: GuestThrottle;
 }
 
 export interface SenderDeps {
@@ -138,6 +145,8 @@ export interface RoundStats {
   readonly bitmap_syncs: number;
   /** The final, paused round. */
   readonly stop_and_copy: boolean;
+  /** With a throttle (auto-converge): the vCPU throttle in force through this round, %. */
+  readonly throttle_pct?: number;
 }
 
 export interface DowntimeSplit {
@@ -186,6 +195,8 @@ export interface MigrationResult {
 }
 
 const NS_PER_MS = 1e6;
+/** Bitmap syncs before a forced switchover when a throttle (auto-converge) is on: a safety net, not QEMU's. */
+export const THROTTLED_MAX_SYNCS = 1000;
 const MiB = 1024 * 1024;
 
 /** Runs one migration of `guest` into `transport` (already connected and accepted). */
@@ -214,6 +225,8 @@ interface OpenRound {
   /** Pages considered (progress). */
   done: number;
   readonly final: boolean;
+  /** The throttle in force when the round opened, % (with a throttle). */
+  throttlePct?: number;
 }
 
 class Sender {
@@ -554,7 +567,9 @@ class Sender {
       downtimeLimitMs,
       pageSizeBytes: STREAM_PAGE_SIZE,
       startNs: this.now(),
-      maxSyncs: this.policy.params['max_iterations'] ?? 30,
+      // Our cap on syncs (not QEMU's) ends a run that cannot converge; with a throttle QEMU relies on
+      // the throttle instead, so the cap is only a safety net then.
+      maxSyncs: this.opts.throttle ? THROTTLED_MAX_SYNCS : (this.policy.params['max_iterations'] ?? 30),
     });
     this.qemu = thread;
 
@@ -564,6 +579,7 @@ class Sender {
     guest.clean(this.scratch);
     this.syncs++;
     thread.setupSynced();
+    this.opts.throttle?.onSync(this.now(), 0, 0); // the setup sync starts the first period
     this.openRound(M, M, 1, false);
     let cursor = 0;
     const PAGE = STREAM_PAGE_SIZE;
@@ -573,7 +589,10 @@ class Sender {
       this.closeRound();
       const dirty = guest.clean(this.scratch).dirtyCount;
       this.syncs++;
-      pending += orInto(this.bitmap, this.scratch, M);
+      const fresh = orInto(this.bitmap, this.scratch, M);
+      pending += fresh;
+      // migration_bitmap_sync → migration_trigger_throttle (auto-converge.ts), once per sync.
+      this.opts.throttle?.onSync(this.now(), fresh, this.totalBytes);
       this.openRound(dirty, pending, 1, false);
       return dirty;
     };
@@ -684,6 +703,7 @@ class Sender {
       skippedUnchanged: 0,
       done: 0,
       final,
+      ...(this.opts.throttle ? { throttlePct: this.opts.throttle.pct } : {}),
     };
     this.round = r.round;
     this.cur = r;
@@ -707,6 +727,7 @@ class Sender {
       zero: r.zero,
       bitmap_syncs: r.syncs,
       stop_and_copy: r.final,
+      ...(r.throttlePct !== undefined ? { throttle_pct: r.throttlePct } : {}),
     };
     this.rounds.push(out);
     this.cur = null;
@@ -845,7 +866,9 @@ class Sender {
     const now = this.now();
     const dt = now - this.guestRanUntilNs;
     this.guestRanUntilNs = now;
-    if (dt > 0) await this.guest.runGuestFor(dt);
+    // A throttled vCPU sleeps pct% of the time (cpu_throttle_thread): it runs runFraction of it.
+    const run = this.opts.throttle ? dt * this.opts.throttle.runFraction : dt;
+    if (run > 0) await this.guest.runGuestFor(run);
   }
 
   /**

@@ -51,6 +51,8 @@ export class MigratableDomain implements MigratableGuest {
   private batchPos = 0;
   /** The mode's lazy CLEAR before a page is sent (MigratableGuest.beforeSend); absent for other modes. */
   readonly beforeSend?: (gfn: number) => void;
+  /** kvm-ring: entries reaped from the vCPUs' dirty rings so far (dirty-rate --method ring). */
+  readonly dirtyRingEntries?: () => number;
 
   constructor(o: MigratableDomainOptions) {
     this.domain = o.domain;
@@ -59,6 +61,8 @@ export class MigratableDomain implements MigratableGuest {
     this.rate = new AccessRate(Math.round(o.accessesPerSecond));
     this.pageCount = o.domain.memory.pageCount;
     this.vcpuCount = o.domain.vcpus.length;
+    const ringStats = (o.mode as { kvmStats?: { entriesReaped?: number } }).kvmStats;
+    if (ringStats !== undefined && typeof ringStats.entriesReaped === 'number') this.dirtyRingEntries = () => ringStats.entriesReaped!;
     // The sender sends pages: a mode that clears its log lazily before each send (kvm-bitmap, manual protect) waits for it.
     if (o.mode.deferClearsToSender !== undefined && o.mode.beforeSend !== undefined) {
       o.mode.deferClearsToSender();
