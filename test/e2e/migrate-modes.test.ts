@@ -7,51 +7,16 @@
  * round i+1 dirty ≈ M·(1 − e^(−D·Tᵢ/M)).
  */
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, ROOT } from './cli-entry.ts';
+import { ROOT } from './cli-entry.ts';
+import { migrate } from './migrate-json.ts';
 
 const SHARED_TRACE = resolve(ROOT, '../shared/traces/sort-2m.lackey.gz');
 const TRACE = existsSync(SHARED_TRACE) ? SHARED_TRACE : join(ROOT, 'test/fixtures/sort-small.lackey.gz');
 
-interface MigrateJson {
-  policy: string;
-  clock: string;
-  rounds: { round: number; pages_sent: number; dirty: number; pending: number; bytes: number; duration_ms: number; zero: number; skipped_redirtied: number; bitmap_syncs: number; stop_and_copy: boolean }[];
-  bitmap_syncs: number;
-  zero_pages: number;
-  bandwidth_mib_s: number | null;
-  downtime_ms: number;
-  total_ms: number;
-  pages_sent: number;
-  bytes_sent: number;
-  source_digest: string;
-  dest_digest: string;
-  verified: boolean;
-}
-
-function migrate(args: string[], cwd = ROOT): Promise<MigrateJson> {
-  return new Promise((ok, fail) => {
-    const child = spawn(process.execPath, [...CLI, 'migrate', '--json', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d));
-    child.stderr.on('data', (d: Buffer) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code !== 0) return fail(new Error(`migrate ${args.join(' ')} exited ${code}: ${err}`));
-      try {
-        ok(JSON.parse(out) as MigrateJson);
-      } catch (e) {
-        fail(new Error(`bad JSON from migrate ${args.join(' ')}: ${out}\n${err}`));
-      }
-    });
-  });
-}
 
 const MODES = ['ept-wp', 'ept-pml', 'npt-wp', 'arm-wp', 'kvm-bitmap', 'kvm-ring'];
 

@@ -6,53 +6,18 @@
  * the never-written half goes as ZERO flags, and the switchover is uncapped.
  */
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, ROOT } from './cli-entry.ts';
+import { ROOT } from './cli-entry.ts';
+import { migrate } from './migrate-json.ts';
 
 
-interface MigrateJson {
-  policy: string;
-  clock: string;
-  rounds: { round: number; pages_sent: number; dirty: number; pending: number; bytes: number; duration_ms: number; zero: number; skipped_redirtied: number; bitmap_syncs: number; stop_and_copy: boolean }[];
-  bitmap_syncs: number;
-  zero_pages: number;
-  bandwidth_mib_s: number | null;
-  downtime_ms: number;
-  total_ms: number;
-  pages_sent: number;
-  bytes_sent: number;
-  source_digest: string;
-  dest_digest: string;
-  verified: boolean;
-}
-
-function migrate(args: string[], cwd = ROOT): Promise<MigrateJson> {
-  return new Promise((ok, fail) => {
-    const child = spawn(process.execPath, [...CLI, 'migrate', '--json', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d));
-    child.stderr.on('data', (d: Buffer) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 200_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code !== 0) return fail(new Error(`migrate ${args.join(' ')} exited ${code}: ${err}`));
-      try {
-        ok(JSON.parse(out) as MigrateJson);
-      } catch (e) {
-        fail(new Error(`bad JSON from migrate ${args.join(' ')}: ${out}\n${err}`));
-      }
-    });
-  });
-}
 
 describe('the QEMU saver through the CLI', { timeout: 300_000 }, () => {
   it('the issue\'s qemu run (512M, --wss 256M, 100 MiB/s cap) verifies; rounds sync to sync follow the law within 5%', async () => {
     const ws = 65536; // 256 MiB
     const D = 20_000;
-    const r = await migrate(['--workload', 'uniform', '--mem', '512M', '--wss', '256M', '--fill', 'random', '--dirty-rate', String(D), '--bandwidth', '100', '--policy', 'qemu']);
+    const r = await migrate(['--workload', 'uniform', '--mem', '512M', '--wss', '256M', '--fill', 'random', '--dirty-rate', String(D), '--bandwidth', '100', '--policy', 'qemu'], ROOT, 200_000);
     assert.equal(r.verified, true);
     assert.equal(r.bandwidth_mib_s, 100);
     assert.equal(r.rounds[0]!.zero, 65536, 'the never-written half goes as ZERO flags');
