@@ -71,7 +71,7 @@ describe('receive against hostile peers', { timeout: 120_000 }, () => {
 
     const droppedAfter = await silent.closed;
     assert.ok(droppedAfter >= IO_TIMEOUT_S - 0.3 && droppedAfter <= IO_TIMEOUT_S + SLACK_S, `dropped after ${droppedAfter.toFixed(2)} s`);
-    await rx.waitFor(/failed: no data for 2 s/, 5_000);
+    await rx.waitFor(/"event":"warning","message":"migration attempt from [^"]* failed: no data for 2 s/, 5_000, 'stdout');
   });
 
   it('a peer trickling a byte every 400 ms (never silent for the timeout) is dropped for its rate', async () => {
@@ -89,7 +89,7 @@ describe('receive against hostile peers', { timeout: 120_000 }, () => {
     } finally {
       clearInterval(timer);
     }
-    await rx.waitFor(/failed: only \d+ bytes in 2 s, below the minimum of 1024 bytes\/s/, 5_000);
+    await rx.waitFor(/"event":"warning","message":"migration attempt from [^"]* failed: only \d+ bytes in 2 s, below the minimum of 1024 bytes\/s/, 5_000, 'stdout');
   });
 
   for (const claim of [

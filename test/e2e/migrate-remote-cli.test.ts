@@ -47,11 +47,10 @@ function startReceiver(extra: string[]): Promise<Receiver> {
     const timer = setTimeout(() => fail(new Error('receiver did not start')), 30_000);
     child.stdout!.on('data', (d: Buffer) => {
       out += d;
-      const first = out.split('\n')[0]!;
-      if (out.includes('\n')) {
+      const m = /"event":"listening"[^\n]*"port":(\d+)/.exec(out);
+      if (m) {
         clearTimeout(timer);
-        const ev = JSON.parse(first) as { event: string; port: number };
-        if (ev.event === 'listening') ok({ port: ev.port, child, done });
+        ok({ port: Number(m[1]), child, done });
       }
     });
   });
@@ -77,6 +76,8 @@ describe('receive and migrate --to, as two CLI processes', { timeout: 240_000 },
     assert.equal(result.dest_digest, o.source_digest);
     // --json: the events on stdout say it all; no human lines on stderr (the refused attempt is in the result).
     assert.equal(r.stderr, '');
+    // ...and the refused attempt was also told as it happened, as a warning event.
+    assert.ok(r.lines.some((l) => l.event === 'warning' && /failed: .*token/i.test(String(l.message))), JSON.stringify(r.lines));
     assert.ok((result.attempts as { ok: boolean; message: string }[]).some((a) => !a.ok && /token/i.test(a.message)), JSON.stringify(result.attempts));
   });
 

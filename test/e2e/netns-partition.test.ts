@@ -102,7 +102,7 @@ describe('a partition (nftables drops both directions) at each phase', { skip, t
 
         ns.heal();
         // The receiver drops the partial attempt on its own timeout (the handshake never reached it).
-        if (c.trigger) await rx.waitFor(/migration attempt from .* failed/, (RECEIVER_TIMEOUT_S + SLACK_S) * 1000);
+        if (c.trigger) await rx.waitFor(/"event":"warning","message":"migration attempt from [^"]* failed/, (RECEIVER_TIMEOUT_S + SLACK_S) * 1000, 'stdout');
         const retry = memvisor(ns, ['migrate', '--to', `127.0.0.1:${port}`, '--io-timeout', String(SENDER_TIMEOUT_S), '--mem', '8M', '--json']);
         procs.push(retry);
         const re = await retry.exit(60_000);

@@ -58,7 +58,7 @@ describe('a receiver stopped for 10 s mid-stream', { timeout: 180_000, concurren
     const tx = memvisor(['migrate', '--to', `127.0.0.1:${port}`, '--io-timeout', '30', '--json', ...GUEST]);
     try {
       // --json silences the phase lines: wait until the receiver has taken a first stretch of the stream.
-      await rx.waitFor(/accepted/, 60_000);
+      await rx.waitFor(/"event":"info","message":"migration from [^"]* accepted/, 60_000, 'stdout');
       await new Promise((r) => setTimeout(r, 500));
       rx.signal('SIGSTOP');
       let samples: number[];
@@ -107,7 +107,7 @@ describe('a receiver stopped for 10 s mid-stream', { timeout: 180_000, concurren
       assert.ok(tookS >= 2.5 && tookS < STALL_MS / 1000, `gave up ${tookS.toFixed(2)} s into the stall`);
       assert.ok(Math.max(...samples) - samples[0]! < BOUND_MIB, `the sender grew by ${(Math.max(...samples) - samples[0]!).toFixed(1)} MiB`);
 
-      await rx.waitFor(/migration attempt from .* failed/, 10_000);
+      await rx.waitFor(/"event":"warning","message":"migration attempt from [^"]* failed/, 10_000, 'stdout');
       const retry = memvisor(['migrate', '--to', `127.0.0.1:${port}`, '--mem', '8M', '--json']);
       procs.push(retry);
       assert.equal((await retry.exit(60_000)).code, 0, retry.stderr);

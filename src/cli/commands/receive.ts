@@ -44,14 +44,18 @@ export async function receiveCommand(f: ReceiveFlags): Promise<void> {
         ...(maxMemBytes !== undefined ? { maxPageCount: maxMemBytes / 4096 } : {}),
       },
       {
-        // The logger prints 'listening on host:port' and each attempt to stderr; with --json the
-        // JSON events on stdout say it all (a failed attempt is in the result's attempts).
-        ...(f.json ? {} : {
-          logger: {
+        // The logger prints 'listening on host:port' and each attempt to stderr; with --json each
+        // becomes an event line on stdout ({"event":"info"|"warning","message",...}), so a
+        // long-running receiver says what happens as it happens and stderr stays for errors.
+        logger: f.json
+          ? {
+            info: (m: string, fields?: Record<string, unknown>) => process.stdout.write(`${JSON.stringify({ event: 'info', message: m, ...fields })}\n`),
+            warn: (m: string, fields?: Record<string, unknown>) => process.stdout.write(`${JSON.stringify({ event: 'warning', message: m, ...fields })}\n`),
+          }
+          : {
             info: (m: string) => process.stderr.write(`receiver: ${m}\n`),
             warn: (m: string) => process.stderr.write(`receiver: ${m}\n`),
           },
-        }),
         onListening: (a) => {
           if (f.json) process.stdout.write(`${JSON.stringify({ event: 'listening', host: a.host, port: a.port })}\n`);
         },
